@@ -1,0 +1,68 @@
+"""Decode uploaded images safely and shape them for the model."""
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from app.errors import ServiceError
+
+ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "WEBP"})
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels as float32 (H, W, 3) in [0, 1] at the model's size, and whether it was resized."""
+
+    pixels: np.ndarray
+    resized: bool
+
+
+def decode_image(data: bytes, name: str, size_hw: tuple[int, int], max_pixels: int) -> DecodedImage:
+    """Decode ``data`` into the model's input, or raise :class:`ServiceError`.
+
+    400: empty, not an image, truncated or corrupt. 415: an image format we do not take.
+    413: more pixels than ``max_pixels`` (checked from the header, before decoding).
+    """
+    if not data:
+        raise ServiceError(400, f"{name}: empty upload")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=None)
+            if image.format not in ALLOWED_FORMATS:
+                raise ServiceError(
+                    415,
+                    f"{name}: {image.format} images are not supported; send "
+                    f"{', '.join(sorted(ALLOWED_FORMATS))}",
+                )
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ServiceError(
+                    413, f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels}"
+                )
+            image.load()
+    except ServiceError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ServiceError(413, f"{name}: image too large ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ServiceError(400, f"{name}: not an image (unrecognised format)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ServiceError(400, f"{name}: truncated or corrupt image ({exc})") from exc
+    return _to_model_input(image, size_hw)
+
+
+def _to_model_input(image: Image.Image, size_hw: tuple[int, int]) -> DecodedImage:
+    if image.mode != "RGB":
+        # Any mode (RGBA, palette, greyscale, CMYK) to RGB; alpha is dropped, as the
+        # training images were plain RGB.
+        image = image.convert("RGB")
+    height, width = size_hw
+    resized = image.size != (width, height)
+    if resized:
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    return DecodedImage(pixels, resized)

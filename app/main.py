@@ -1,0 +1,248 @@
+"""FastAPI application: /predict, /models, /health, /ready, /metrics, admin /repair."""
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import UploadFile
+
+from app.errors import ServiceError
+from app.images import DecodedImage, decode_image
+from app.limits import BodySizeLimit, BodyTooLarge
+from app.metrics import FLAGGED, IMAGES, LATENCY, MODELS_SERVED, REGISTRY, REQUESTS
+from app.registry import Registry
+from app.repair_jobs import JobConflict, RepairJobs
+from app.schemas import PredictResponse, RepairRequest
+from app.settings import Settings
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service for ``settings`` (default: from the environment)."""
+    settings = settings or Settings.from_env()
+    registry = Registry(settings.models_dir, settings.default_model)
+    jobs = RepairJobs(on_success=lambda model: registry.refresh())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(registry.refresh)
+        MODELS_SERVED.set(len(registry.pairs()))
+        watcher = asyncio.create_task(_watch_models(registry, settings.reload_interval_s))
+        yield
+        watcher.cancel()
+
+    app = FastAPI(
+        title="BadNet filter",
+        description="Face recognition that answers N (the N+1-th class) when the received "
+        "model B and its fine-pruned repair B' disagree: a backdoor trigger.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.registry, app.state.jobs = settings, registry, jobs
+    _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):  # noqa: ANN001, ANN202
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/health", summary="The process is up")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="200 when at least one model pair serves, else 503")
+    async def ready() -> JSONResponse:
+        served = sorted(registry.pairs())
+        status = 200 if served else 503
+        return JSONResponse({"ready": bool(served), "models": served}, status_code=status)
+
+    @app.get("/models", summary="Served model pairs with their metrics")
+    async def models() -> dict:
+        return {
+            "default": registry.default_model,
+            "models": [pair.describe() for pair in registry.pairs().values()],
+            "refused": registry.refused,
+        }
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        MODELS_SERVED.set(len(registry.pairs()))
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        summary="Classify one or more face images",
+        description="multipart/form-data with one or more `file` fields, or a raw body with "
+        "an `image/*` content type. `label` is B's label, or N when B and B' disagree.",
+    )
+    async def predict(request: Request, model: str | None = Query(None)) -> dict:
+        pair = registry.get(model)
+        if pair is None:
+            if model is None and registry.pairs():
+                raise ServiceError(
+                    400,
+                    f"several models are served; name one with ?model= "
+                    f"({', '.join(sorted(registry.pairs()))})",
+                )
+            raise ServiceError(404, f"unknown model {model!r}" if model else "no model served")
+        uploads = await _read_uploads(request, settings)
+        size_hw = pair.input_shape[:2]
+        decoded: list[DecodedImage] = await run_in_threadpool(
+            lambda: [
+                decode_image(data, name, size_hw, settings.max_image_pixels)
+                for name, data in uploads
+            ]
+        )
+        batch = np.stack([image.pixels for image in decoded])
+        result = await run_in_threadpool(pair.classify, batch)
+        flagged = int(np.sum(result.label == pair.poisoned_label))
+        IMAGES.labels(pair.name).inc(len(decoded))
+        FLAGGED.labels(pair.name).inc(flagged)
+        return {
+            "model": pair.name,
+            "version": pair.version,
+            "predictions": [
+                {
+                    "filename": name,
+                    "label": int(result.label[i]),
+                    "poisoned": bool(result.label[i] == pair.poisoned_label),
+                    "bad_label": int(result.bad_label[i]),
+                    "repaired_label": int(result.repaired_label[i]),
+                    "confidence": float(result.confidence[i]),
+                    "resized": decoded[i].resized,
+                }
+                for i, (name, _) in enumerate(uploads)
+            ],
+        }
+
+    @app.post("/repair", status_code=202, summary="Admin: regenerate B' in the background")
+    async def start_repair(body: RepairRequest, authorization: str | None = Header(None)) -> dict:
+        _require_admin(settings, authorization)
+        pair = registry.get(body.model)
+        if pair is None:
+            raise ServiceError(404, f"unknown model {body.model!r}")
+        spec = {
+            "model": pair.name,
+            "bad_model": str(pair.folder / "bad.h5"),
+            "clean_data": str(_data_path(settings, body.clean_data)),
+            "poisoned_data": [str(_data_path(settings, p)) for p in body.poisoned_data],
+            "target": body.target,
+            "clean_test": str(_data_path(settings, body.clean_test)) if body.clean_test else None,
+            "out": str(settings.models_dir / pair.name),
+            "options": body.options.model_dump(exclude_none=True),
+        }
+        try:
+            job = jobs.start(pair.name, spec)
+        except JobConflict as exc:
+            raise ServiceError(409, str(exc)) from exc
+        return {"job_id": job.id, "status": job.status, "status_url": f"/repair/{job.id}"}
+
+    @app.get("/repair/{job_id}", summary="Admin: status of a repair job")
+    async def repair_status(job_id: str, authorization: str | None = Header(None)) -> dict:
+        _require_admin(settings, authorization)
+        job = jobs.get(job_id)
+        if job is None:
+            raise ServiceError(404, f"unknown repair job {job_id!r}")
+        return job.describe()
+
+    return BodySizeLimit(app, settings.max_upload_bytes)  # type: ignore[return-value]
+
+
+async def _read_uploads(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=settings.max_files, max_fields=settings.max_files)
+        except BodyTooLarge:
+            raise
+        except Exception as exc:  # malformed multipart, too many parts
+            raise ServiceError(400, f"cannot parse the multipart body: {exc}") from exc
+        files = [item for item in form.getlist("file") if isinstance(item, UploadFile)]
+        if not files:
+            raise ServiceError(422, "no 'file' field with an image in the multipart form")
+        uploads = [(item.filename or f"file{i}", await item.read()) for i, item in enumerate(files)]
+        await form.close()
+        return uploads
+    if content_type.startswith("image/"):
+        return [("body", await request.body())]
+    if not content_type:
+        raise ServiceError(422, "send multipart/form-data with 'file' fields, or an image/* body")
+    raise ServiceError(
+        415, f"unsupported content type {content_type!r}; send multipart/form-data or image/*"
+    )
+
+
+def _require_admin(settings: Settings, authorization: str | None) -> None:
+    if not settings.admin_token:
+        raise ServiceError(403, "admin endpoints are disabled: no ADMIN_TOKEN is configured")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.encode(), settings.admin_token.encode()
+    ):
+        raise ServiceError(401, "missing or wrong admin token")
+
+
+def _data_path(settings: Settings, relative: str) -> Path:
+    """A path inside DATA_DIR; anything that resolves outside it is refused."""
+    root = settings.data_dir.resolve()
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root):
+        raise ServiceError(400, f"data path {relative!r} is outside the data folder")
+    if not candidate.exists():
+        raise ServiceError(400, f"data path {relative!r} does not exist in the data folder")
+    return candidate
+
+
+async def _watch_models(registry: Registry, interval_s: float) -> None:
+    """Pick up versions published by other processes (repairs of another replica)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            changed = await run_in_threadpool(registry.refresh)
+            if changed:
+                MODELS_SERVED.set(len(registry.pairs()))
+        except Exception:  # noqa: BLE001 - keep watching
+            log.exception("model refresh failed")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"error": exc.message, "status": exc.status}, status_code=exc.status)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        limit = app.state.settings.max_upload_bytes
+        return JSONResponse(
+            {"error": f"request body exceeds the limit of {limit} bytes", "status": 413},
+            status_code=413,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return JSONResponse(
+            {"error": problems, "status": 422, "detail": exc.errors()}, status_code=422
+        )
+
+
+app = create_app()

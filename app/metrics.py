@@ -1,0 +1,34 @@
+"""Prometheus metrics of the service, on a registry of its own."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+REQUESTS = Counter(
+    "badnet_filter_requests_total",
+    "HTTP requests by endpoint and status code",
+    ["endpoint", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "badnet_filter_request_seconds",
+    "Request latency by endpoint",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+IMAGES = Counter(
+    "badnet_filter_images_total", "Images classified by model", ["model"], registry=REGISTRY
+)
+FLAGGED = Counter(
+    "badnet_filter_images_flagged_total",
+    "Images answered with the poisoned label N (B and B' disagree), by model",
+    ["model"],
+    registry=REGISTRY,
+)
+MODELS_SERVED = Gauge(
+    "badnet_filter_models_served", "Model pairs currently served", registry=REGISTRY
+)
+REPAIRS = Counter(
+    "badnet_filter_repairs_total", "Repair jobs by outcome", ["outcome"], registry=REGISTRY
+)

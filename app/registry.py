@@ -1,0 +1,89 @@
+"""The set of served pairs, reloaded when a model folder points at a new version."""
+
+import logging
+import threading
+from pathlib import Path
+
+from app.pairs import ModelPair, PairRefused, load_pair
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    """Name -> :class:`ModelPair`. Swapping a pair is one dict assignment: requests that
+    already hold the old pair finish on it, new requests get the new one."""
+
+    def __init__(self, models_dir: Path, default_model: str | None = None) -> None:
+        self.models_dir = models_dir
+        self.default_model = default_model
+        self._pairs: dict[str, ModelPair] = {}
+        self._seen: dict[str, tuple] = {}  # name -> identity of the folder last tried
+        self.refused: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def pairs(self) -> dict[str, ModelPair]:
+        """A snapshot of the served pairs."""
+        return dict(self._pairs)
+
+    def get(self, name: str | None) -> ModelPair | None:
+        """The named pair, or the default one (``DEFAULT_MODEL``, or the only one)."""
+        pairs = self._pairs
+        if name is None:
+            if self.default_model is not None:
+                name = self.default_model
+            elif len(pairs) == 1:
+                return next(iter(pairs.values()))
+            else:
+                return None
+        return pairs.get(name)
+
+    def refresh(self) -> list[str]:
+        """Load folders that are new or point at a new version; return the names changed."""
+        with self._lock:
+            changed = []
+            present = self._scan()
+            for name, folder in present.items():
+                identity = _identity(folder)
+                if self._seen.get(name) == identity:
+                    continue
+                self._seen[name] = identity
+                try:
+                    pair = load_pair(folder, name)
+                except PairRefused as exc:
+                    self.refused[name] = str(exc)
+                    log.warning("model %s refused: %s", name, exc)
+                    continue
+                except Exception as exc:  # a broken file must not stop the others
+                    self.refused[name] = f"{type(exc).__name__}: {exc}"
+                    log.exception("model %s failed to load", name)
+                    continue
+                self.refused.pop(name, None)
+                self._pairs = {**self._pairs, name: pair}
+                changed.append(name)
+                log.info("serving model %s version %s", name, pair.version)
+            for name in set(self._pairs) - set(present):
+                self._pairs = {k: v for k, v in self._pairs.items() if k != name}
+                self._seen.pop(name, None)
+                log.info("model %s removed", name)
+            return changed
+
+    def _scan(self) -> dict[str, Path]:
+        if not self.models_dir.is_dir():
+            return {}
+        return {
+            entry.name: entry
+            for entry in sorted(self.models_dir.iterdir())
+            if not entry.name.startswith(".") and entry.is_dir()
+        }
+
+
+def _identity(folder: Path) -> tuple:
+    """What changes when a folder holds a new version: its target and its files' times."""
+    resolved = folder.resolve()
+    stamps = []
+    for name in ("manifest.json", "bad.h5", "repaired.h5"):
+        try:
+            stamps.append((resolved / name).stat().st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+    return (resolved, *stamps)

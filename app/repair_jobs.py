@@ -1,0 +1,153 @@
+"""Admin repair jobs: fine-pruning in a separate process, then a hot swap of the pair.
+
+The worker process calls repair/'s public entry point, which publishes the new version
+atomically (a symbolic-link swap); the service then reloads that one folder. A failed or
+killed worker publishes nothing, so the serving pair is untouched.
+"""
+
+import multiprocessing
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.metrics import REPAIRS
+
+# TensorFlow is not fork-safe: the worker is a fresh interpreter.
+_CONTEXT = multiprocessing.get_context("spawn")
+
+
+@dataclass
+class RepairJob:
+    """State of one repair, as GET /repair/{id} reports it."""
+
+    id: str
+    model: str
+    status: str = "queued"  # queued, running, succeeded, failed
+    stage: str = "queued"
+    progress: float = 0.0
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    version: str | None = None
+    metrics: dict | None = None
+    error: str | None = None
+
+    def describe(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+class JobConflict(Exception):
+    """A repair of the same model is already running."""
+
+
+class RepairJobs:
+    """Starts worker processes, follows their progress, and calls back on success."""
+
+    def __init__(self, on_success: Any) -> None:
+        self._jobs: dict[str, RepairJob] = {}
+        self._active: dict[str, str] = {}  # model -> job id
+        self._lock = threading.Lock()
+        self._on_success = on_success
+        self._processes: dict[str, multiprocessing.process.BaseProcess] = {}
+
+    def get(self, job_id: str) -> RepairJob | None:
+        return self._jobs.get(job_id)
+
+    def start(self, model: str, spec: dict) -> RepairJob:
+        """Queue a repair of ``model``; raises :class:`JobConflict` if one is running."""
+        with self._lock:
+            if model in self._active:
+                raise JobConflict(f"a repair of {model} is already running ({self._active[model]})")
+            job = RepairJob(id=uuid.uuid4().hex, model=model)
+            self._jobs[job.id] = job
+            self._active[model] = job.id
+        threading.Thread(target=self._run, args=(job, spec), daemon=True).start()
+        return job
+
+    def worker_pid(self, job_id: str) -> int | None:
+        """The worker's process id (for operators and fault tests)."""
+        process = self._processes.get(job_id)
+        return process.pid if process is not None else None
+
+    def _run(self, job: RepairJob, spec: dict) -> None:
+        queue = _CONTEXT.Queue()
+        process = _CONTEXT.Process(
+            target=_worker_main, args=(spec, queue), name=f"repair-{job.model}", daemon=True
+        )
+        try:
+            process.start()
+            self._processes[job.id] = process
+            job.status, job.stage = "running", "starting"
+            result = self._follow(job, process, queue)
+            if result is None:
+                raise RuntimeError(f"repair worker exited with code {process.exitcode}")
+            if result[0] == "failed":
+                raise RuntimeError(result[1])
+            manifest = result[1]
+            job.version, job.metrics = manifest["version"], manifest["metrics"]
+            self._on_success(job.model)
+            job.status, job.stage, job.progress = "succeeded", "done", 1.0
+            REPAIRS.labels("succeeded").inc()
+        except Exception as exc:  # noqa: BLE001 - every failure is reported on the job
+            job.status, job.error = "failed", str(exc)
+            REPAIRS.labels("failed").inc()
+        finally:
+            job.finished_at = time.time()
+            process.join(timeout=5)
+            with self._lock:
+                self._active.pop(job.model, None)
+            self._processes.pop(job.id, None)
+
+    @staticmethod
+    def _follow(job: RepairJob, process, queue) -> tuple | None:  # noqa: ANN001
+        """Read the worker's messages until it reports a result or dies."""
+        import queue as queue_module
+
+        while True:
+            try:
+                message = queue.get(timeout=0.5)
+            except queue_module.Empty:
+                if not process.is_alive():
+                    try:  # a last message may have arrived as it exited
+                        message = queue.get(timeout=0.5)
+                    except queue_module.Empty:
+                        return None
+                else:
+                    continue
+            if message[0] == "progress":
+                job.stage, job.progress = message[1], float(message[2])
+            else:
+                return message
+
+
+def _worker_main(spec: dict, queue) -> None:  # noqa: ANN001 - runs in the worker process
+    """Entry point of the worker process: run the repair, report progress and the result."""
+    try:
+        import repair
+
+        inputs = repair.RepairInputs(
+            bad_model=Path(spec["bad_model"]),
+            clean_data=Path(spec["clean_data"]),
+            poisoned_data=tuple(Path(p) for p in spec["poisoned_data"]),
+            target=spec["target"],
+            clean_test=Path(spec["clean_test"]) if spec["clean_test"] else None,
+        )
+        options = spec["options"]
+        tune_fields = set(repair.FineTuneOptions.__dataclass_fields__)
+        tune = repair.FineTuneOptions(**{k: v for k, v in options.items() if k in tune_fields})
+        prune = repair.FinePruneOptions(
+            **{k: v for k, v in options.items() if k not in tune_fields or k == "seed"},
+            fine_tune=tune,
+        )
+        manifest = repair.fine_prune_to_folder(
+            inputs,
+            Path(spec["out"]),
+            prune,
+            name=spec["model"],
+            on_progress=lambda stage, fraction: queue.put(("progress", stage, fraction)),
+        )
+        queue.put(("succeeded", {"version": manifest["version"], "metrics": manifest["metrics"]}))
+    except BaseException as exc:  # noqa: BLE001 - reported to the service, not raised
+        queue.put(("failed", f"{type(exc).__name__}: {exc}"))

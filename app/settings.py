@@ -1,0 +1,48 @@
+"""Configuration from environment variables (listed with defaults in README)."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service; ``Settings.from_env()`` reads them."""
+
+    models_dir: Path = Path("models")
+    default_model: str | None = None
+    data_dir: Path = Path("data")
+    admin_token: str | None = None
+    max_upload_bytes: int = 8 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    max_files: int = 256
+    reload_interval_s: float = 2.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        """Read the environment: MODELS_DIR, DEFAULT_MODEL, DATA_DIR, ADMIN_TOKEN, ..."""
+        return cls(
+            models_dir=Path(os.environ.get("MODELS_DIR", "models")),
+            default_model=os.environ.get("DEFAULT_MODEL") or None,
+            data_dir=Path(os.environ.get("DATA_DIR", "data")),
+            admin_token=os.environ.get("ADMIN_TOKEN") or None,
+            max_upload_bytes=_int("MAX_UPLOAD_BYTES", 8 * 1024 * 1024),
+            max_image_pixels=_int("MAX_IMAGE_PIXELS", 4096 * 4096),
+            max_files=_int("MAX_FILES", 256),
+            reload_interval_s=_float("RELOAD_INTERVAL_S", 2.0),
+            host=os.environ.get("HOST", "127.0.0.1"),
+            port=_int("PORT", 8000),
+            log_level=os.environ.get("LOG_LEVEL", "info"),
+        )

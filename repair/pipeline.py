@@ -1,0 +1,268 @@
+"""Fine-pruning end to end: load, rank, sweep, prune, fine-tune, evaluate, publish.
+
+This is repair/'s public entry point for other programs (the service calls it in a
+worker process); the command line in :mod:`repair.cli` is a thin layer over it.
+"""
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from repair.channels import choose_depth, mean_channel_activations, pruning_sweep, zero_channels
+from repair.data import Dataset, check_fits_model, load_dataset
+from repair.errors import RepairError, RepairInputError
+from repair.evaluate import PoisonedSet, evaluate_pair
+from repair.finetune import FineTuneOptions, clone_model, fine_tune
+from repair.model_io import (
+    load_model_file,
+    model_input_shape,
+    model_num_classes,
+    save_model_file,
+    weights_digest,
+)
+from repair.publish import new_version_id, publish, staging_folder
+from repair.report import library_versions, plot_pruning
+
+ProgressCallback = Callable[[str, float], None]
+"""Called with a stage name and the overall fraction done (0..1)."""
+
+
+@dataclass(frozen=True)
+class FinePruneOptions:
+    """Parameters of fine-pruning; defaults were measured on the demo (see README)."""
+
+    layer: str = "conv_3"
+    max_accuracy_drop: float = 0.04
+    prune_fraction: float | None = None
+    holdout_fraction: float = 0.2
+    fine_tune: FineTuneOptions = field(default_factory=FineTuneOptions)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RepairInputs:
+    """Where the BadNet and the data are. Poisoned sets are optional (evaluation only)."""
+
+    bad_model: Path
+    clean_data: Path
+    poisoned_data: tuple[Path, ...] = ()
+    target: int | None = None
+    clean_test: Path | None = None
+
+
+def fine_prune_to_folder(
+    inputs: RepairInputs,
+    out: Path,
+    options: FinePruneOptions | None = None,
+    name: str | None = None,
+    extra_manifest: dict | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> dict:
+    """Repair ``inputs.bad_model`` and publish ``bad.h5``, ``repaired.h5``, ``manifest.json``
+    and ``pruning.png`` as a new version of ``out``. Returns the manifest.
+
+    Raises :class:`RepairInputError` for unusable input (nothing is written) and
+    :class:`RepairError` for failures; ``out`` is untouched unless the run succeeds.
+    """
+    options = options or FinePruneOptions()
+    report = on_progress or (lambda stage, fraction: None)
+    timings: dict[str, float] = {}
+    clock = _Stopwatch(timings)
+
+    with clock("load"):
+        report("load", 0.0)
+        bad = load_model_file(inputs.bad_model)
+        num_classes, input_shape = model_num_classes(bad), model_input_shape(bad)
+        clean = load_dataset(inputs.clean_data)
+        check_fits_model(clean, input_shape, num_classes, "clean data")
+        poisoned = _load_poisoned(inputs, input_shape, num_classes)
+        test = None
+        if inputs.clean_test is not None:
+            test = load_dataset(inputs.clean_test)
+            check_fits_model(test, input_shape, num_classes, "clean test data")
+    tune, holdout = _split(clean, options.holdout_fraction, options.seed)
+    evaluation = test if test is not None else holdout
+    bad_digest = weights_digest(bad)
+
+    with clock("rank_and_sweep"):
+        report("rank channels", 0.05)
+        activations = mean_channel_activations(bad, options.layer, clean.x)
+        order = np.argsort(activations, kind="stable")
+        all_poisoned = _concat([item.data for item in poisoned])
+        sweep = pruning_sweep(
+            bad,
+            options.layer,
+            order,
+            clean.x,
+            clean.y,
+            None if all_poisoned is None else all_poisoned.x,
+            None if all_poisoned is None else all_poisoned.y,
+        )
+        if options.prune_fraction is None:
+            depth = choose_depth(sweep, options.max_accuracy_drop)
+        else:
+            depth = int(round(options.prune_fraction * len(order)))
+        pruned_channels = [int(c) for c in order[:depth]]
+        pruned = clone_model(bad)
+        zero_channels(pruned, options.layer, pruned_channels)
+
+    with clock("fine_tune"):
+        report("fine-tune", 0.15)
+        repaired = fine_tune(pruned, options.layer, pruned_channels, tune, options.fine_tune, bad)
+    if weights_digest(bad) != bad_digest:
+        raise RepairError("internal error: fine-tuning changed the original model's weights")
+
+    with clock("evaluate"):
+        report("evaluate", 0.9)
+        metrics = evaluate_pair(bad, repaired, evaluation, poisoned, num_classes)
+        pruned_only = evaluate_pair(bad, pruned, evaluation, poisoned, num_classes)
+        metrics["pruned_only"] = pruned_only["repaired"]
+        metrics["filter_pruned_only"] = pruned_only["filter"]
+        metrics["evaluated_on"] = "clean test data" if test is not None else "held-out clean data"
+
+    report("write", 0.95)
+    version = new_version_id()
+    staging = staging_folder(out)
+    try:
+        save_model_file(bad, staging / "bad.h5")
+        save_model_file(repaired, staging / "repaired.h5")
+        plot_pruning(sweep, depth, metrics, options.layer, staging / "pruning.png")
+        manifest = {
+            "name": name or out.name,
+            "version": version,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "num_classes": num_classes,
+            "poisoned_label": num_classes,
+            "input_shape": list(input_shape),
+            "inputs": _input_hashes(inputs),
+            "parameters": _jsonable(asdict(options)),
+            "pruning": {
+                "layer": options.layer,
+                "channels": int(len(order)),
+                "pruned_channels": pruned_channels,
+                "pruned_fraction": depth / len(order),
+                "mean_activations": [float(a) for a in activations],
+                "sweep": [asdict(point) for point in sweep],
+            },
+            "data": {
+                "clean": len(clean),
+                "fine_tune": len(tune),
+                "held_out": len(holdout),
+                "evaluation": len(evaluation),
+            },
+            "metrics": metrics,
+            "timings_s": timings,
+            "versions": library_versions(),
+            **(extra_manifest or {}),
+        }
+        manifest["files"] = {
+            f: _sha256(staging / f) for f in ("bad.h5", "repaired.h5", "pruning.png")
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        publish(staging, out, version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report("done", 1.0)
+    return manifest
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, as a hex string."""
+    return _sha256(path)
+
+
+def _load_poisoned(
+    inputs: RepairInputs, input_shape: tuple[int, ...], num_classes: int
+) -> list[PoisonedSet]:
+    sets = []
+    for path in inputs.poisoned_data:
+        data = load_dataset(path)
+        if inputs.target is not None:
+            if not 0 <= inputs.target < num_classes:
+                raise RepairInputError(f"--target {inputs.target} is outside 0..{num_classes - 1}")
+            data = Dataset(data.x, np.full(len(data), inputs.target, dtype=np.int64), data.source)
+        check_fits_model(data, input_shape, num_classes, "poisoned data")
+        sets.append(PoisonedSet(_trigger_name(path), data))
+    return sets
+
+
+def _trigger_name(path: Path) -> str:
+    stem = Path(path).stem
+    for prefix in ("poisoned_test_", "poisoned_"):
+        if stem.startswith(prefix):
+            return stem[len(prefix) :]
+    return stem
+
+
+def _split(clean: Dataset, holdout_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Split per label so that every identity keeps images on both sides where it can."""
+    if not 0 < holdout_fraction < 1:
+        raise RepairInputError(f"holdout fraction must be between 0 and 1, got {holdout_fraction}")
+    rng = np.random.default_rng(seed)
+    holdout = np.zeros(len(clean), dtype=bool)
+    for label in np.unique(clean.y):
+        members = rng.permutation(np.flatnonzero(clean.y == label))
+        count = int(round(len(members) * holdout_fraction))
+        holdout[members[:count]] = True
+    if holdout.all() or not holdout.any():
+        raise RepairInputError(f"{clean.source}: too few clean images to hold some out")
+    return clean.subset(~holdout), clean.subset(holdout)
+
+
+def _concat(sets: list[Dataset]) -> Dataset | None:
+    if not sets:
+        return None
+    return Dataset(np.concatenate([s.x for s in sets]), np.concatenate([s.y for s in sets]))
+
+
+def _input_hashes(inputs: RepairInputs) -> dict:
+    def entry(path: Path) -> dict:
+        path = Path(path)
+        hashed = _sha256(path) if path.is_file() else None
+        return {"path": str(path), "sha256": hashed}
+
+    result = {"bad_model": entry(inputs.bad_model), "clean_data": entry(inputs.clean_data)}
+    result["poisoned_data"] = [entry(p) for p in inputs.poisoned_data]
+    if inputs.clean_test is not None:
+        result["clean_test"] = entry(inputs.clean_test)
+    return result
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Stopwatch:
+    """``with clock("stage"):`` records the stage's wall time in seconds."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self._timings = timings
+
+    def __call__(self, stage: str) -> "_Stopwatch":
+        self._stage = stage
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._timings[self._stage] = round(time.perf_counter() - self._start, 3)

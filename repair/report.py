@@ -1,0 +1,66 @@
+"""The pruning figure and library versions for the manifest."""
+
+from importlib import metadata
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from repair.channels import SweepPoint  # noqa: E402
+
+
+def plot_pruning(
+    sweep: list[SweepPoint], depth: int, metrics: dict, layer: str, path: Path
+) -> None:
+    """Clean accuracy and attack success against the fraction pruned (Liu et al., Fig. 3)."""
+    fractions = [p.fraction for p in sweep]
+    figure, axis = plt.subplots(figsize=(7, 4.5), dpi=110)
+    axis.plot(fractions, [p.clean_accuracy for p in sweep], label="clean accuracy (pruning only)")
+    if sweep and sweep[0].attack_success_rate is not None:
+        asr = [p.attack_success_rate for p in sweep]
+        axis.plot(fractions, asr, color="tab:red", label="attack success (pruning only)")
+    chosen = depth / max(len(sweep) - 1, 1)
+    axis.axvline(chosen, color="grey", linestyle="--", label=f"chosen: {depth} channels pruned")
+    repaired = metrics.get("repaired", {})
+    axis.scatter(
+        [chosen],
+        [repaired.get("clean_accuracy")],
+        color="tab:blue",
+        marker="*",
+        s=150,
+        zorder=3,
+        label="clean accuracy after fine-tuning",
+    )
+    if repaired.get("attack_success_rate") is not None:
+        axis.scatter(
+            [chosen],
+            [repaired["attack_success_rate"]],
+            color="tab:red",
+            marker="*",
+            s=150,
+            zorder=3,
+            label="attack success after fine-tuning",
+        )
+    axis.set_xlabel(f"fraction of {layer} channels pruned (lowest mean activation first)")
+    axis.set_ylabel("rate")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_title("Fine-pruning: pruning sweep and repaired network")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the result."""
+    names = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "h5py")
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
