@@ -76,6 +76,7 @@ class RepairJobs:
         process = _CONTEXT.Process(
             target=_worker_main, args=(spec, queue), name=f"repair-{job.model}", daemon=True
         )
+        outcome, error = "failed", None
         try:
             process.start()
             self._processes[job.id] = process
@@ -85,20 +86,23 @@ class RepairJobs:
                 raise RuntimeError(f"repair worker exited with code {process.exitcode}")
             if result[0] == "failed":
                 raise RuntimeError(result[1])
-            manifest = result[1]
-            job.version, job.metrics = manifest["version"], manifest["metrics"]
-            self._on_success(job.model)
-            job.status, job.stage, job.progress = "succeeded", "done", 1.0
-            REPAIRS.labels("succeeded").inc()
+            job.version, job.metrics = result[1]["version"], result[1]["metrics"]
+            self._on_success(job.model)  # the new version is served before we say so
+            outcome = "succeeded"
         except Exception as exc:  # noqa: BLE001 - every failure is reported on the job
-            job.status, job.error = "failed", str(exc)
-            REPAIRS.labels("failed").inc()
+            error = str(exc)
         finally:
-            job.finished_at = time.time()
             process.join(timeout=5)
+            self._processes.pop(job.id, None)
             with self._lock:
                 self._active.pop(job.model, None)
-            self._processes.pop(job.id, None)
+            # Only now is the job final: a client that sees it may start the next repair.
+            job.error, job.finished_at = error, time.time()
+            job.stage, job.progress = (
+                ("done", 1.0) if outcome == "succeeded" else (job.stage, job.progress)
+            )
+            job.status = outcome
+            REPAIRS.labels(outcome).inc()
 
     @staticmethod
     def _follow(job: RepairJob, process, queue) -> tuple | None:  # noqa: ANN001

@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)  # exits 2 on bad arguments
+    if args.command == "rollback":
+        return _rollback(args.out)
     try:
         manifest = _fine_prune(args) if args.command == "fine-prune" else _demo(args)
     except RepairInputError as exc:
@@ -49,6 +51,18 @@ def summary(manifest: dict) -> str:
         lines.append("filter attack success by trigger: " + json.dumps(by_trigger))
     lines.append(f"timings (s): {json.dumps(manifest['timings_s'])}")
     return "\n".join(lines)
+
+
+def _rollback(out: Path) -> int:
+    from repair.publish import rollback
+
+    try:
+        version = rollback(out)
+    except (FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{out} now points at version {version}")
+    return EXIT_OK
 
 
 def _pct(value: float | None) -> str:
@@ -166,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--badnet-epochs", type=int, default=15, help="epochs of the attacker's training"
     )
+    back = commands.add_parser(
+        "rollback",
+        help="point a model folder back at its previous version",
+        description="Swap models/NAME back to the version before the current one.",
+    )
+    back.add_argument("--out", type=Path, required=True, help="model folder, e.g. models/demo")
     for sub in (prune, demo):
         sub.add_argument(
             "--layer", default="conv_3", help="convolutional layer whose channels are pruned"

@@ -20,12 +20,13 @@ class FineTuneOptions:
     epochs: int = 60
     batch_size: int = 64
     learning_rate: float = 1e-3
+    cosine_decay: bool = True
     reinit_layers: tuple[str, ...] = ("fc_1", "fc_2", "output")
     sparsity: float = 0.5
     sparse_layers: tuple[str, ...] = ("fc_1", "fc_2", "output")
     augment: bool = True
-    distill: float = 0.7
-    temperature: float = 3.0
+    distill: float = 0.0
+    temperature: float = 1.0
     freeze_features: bool = False
     seed: int = 0
 
@@ -94,7 +95,7 @@ def fine_tune(
             inner = getattr(layer, "layer", layer)
             layer.trainable = inner.name in options.reinit_layers
     wrapped.compile(
-        optimizer=keras.optimizers.Adam(options.learning_rate),
+        optimizer=keras.optimizers.Adam(_learning_rate(options, total_steps)),
         loss="categorical_crossentropy",
     )
     wrapped.fit(
@@ -113,6 +114,12 @@ def fine_tune(
     result = clone_model(stripped)  # plain layers only: loads with no custom objects
     zero_channels(result, layer_name, pruned_channels)
     return result
+
+
+def _learning_rate(options: FineTuneOptions, total_steps: int) -> float | object:
+    if not options.cosine_decay:
+        return options.learning_rate
+    return keras.optimizers.schedules.CosineDecay(options.learning_rate, total_steps, alpha=0.05)
 
 
 def _copy_weights(plain: keras.Model, wrapped: keras.Model) -> None:
@@ -151,19 +158,37 @@ def _training_data(tune: Dataset, targets: np.ndarray, options: FineTuneOptions)
     data = tf.data.Dataset.from_tensor_slices((tune.x, targets)).shuffle(
         len(tune), seed=options.seed, reshuffle_each_iteration=True
     )
+    data = data.batch(options.batch_size)
     if options.augment:
-        data = data.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
-    return data.batch(options.batch_size).prefetch(2)
+        augmenter = _augmenter(options.seed)
+        data = data.map(
+            lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return data.prefetch(2)
 
 
-def _augment(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Small shifts and lighting changes, the variation aligned faces still have."""
-    height, width = image.shape[0], image.shape[1]
-    padded = tf.image.pad_to_bounding_box(image, 2, 2, height + 4, width + 4)
-    shifted = tf.image.random_crop(padded, (height, width, 3))
-    lit = tf.image.random_brightness(shifted, 0.1)
-    lit = tf.image.random_contrast(lit, 0.8, 1.2)
-    return tf.clip_by_value(lit, 0.0, 1.0), label
+def _augmenter(seed: int) -> keras.Sequential:
+    """The variation aligned face crops still have: small shifts, roll, scale, lighting
+    and colour cast (Keras preprocessing layers, run on whole batches)."""
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed),
+            layers.RandomRotation(0.025, fill_mode="nearest", seed=seed + 1),
+            layers.RandomZoom(0.08, fill_mode="nearest", seed=seed + 2),
+            layers.RandomContrast(0.2, seed=seed + 3),
+            layers.Lambda(_lighting),
+        ],
+        name="augment",
+    )
+
+
+def _lighting(batch: tf.Tensor) -> tf.Tensor:
+    """Random gain and per-channel colour cast per image, clipped to [0, 1]."""
+    size = tf.shape(batch)[0]
+    gain = tf.random.uniform((size, 1, 1, 1), 0.8, 1.2)
+    cast = tf.random.uniform((size, 1, 1, 3), 0.92, 1.08)
+    return tf.clip_by_value(batch * gain * cast, 0.0, 1.0)
 
 
 def _require_layer(model: keras.Model, name: str) -> None:

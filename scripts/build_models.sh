@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Build the default models: the demo BadNet, fine-pruned, in models/demo (skipped if present).
-# Used by README, the Dockerfile and CI alike. FORCE=1 rebuilds.
+# Build the default models (used by README, the Dockerfile and CI alike):
+#   - with BAD_MODEL and CLEAN_DATA set: fine-prune that BadNet into $MODELS_DIR/$MODEL_NAME;
+#   - otherwise the demo: synthetic faces, a trained BadNet, fine-pruned into $MODELS_DIR/demo.
+# Skipped when the folder is already built; FORCE=1 rebuilds. Extra arguments go to repair.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 MODELS_DIR=${MODELS_DIR:-models}
-if [ -e "$MODELS_DIR/demo/manifest.json" ] && [ "${FORCE:-0}" != 1 ]; then
-  echo "models: $MODELS_DIR/demo already built (FORCE=1 to rebuild)"
+if [ -n "${BAD_MODEL:-}" ]; then
+  name=${MODEL_NAME:-custom}
+  : "${CLEAN_DATA:?CLEAN_DATA must name the clean data for BAD_MODEL}"
+  set -- fine-prune --bad-model "$BAD_MODEL" --clean-data "$CLEAN_DATA" --out "$MODELS_DIR/$name" "$@"
+else
+  name=demo
+  set -- demo --out "$MODELS_DIR/demo" "$@"
+fi
+if [ -e "$MODELS_DIR/$name/manifest.json" ] && [ "${FORCE:-0}" != 1 ]; then
+  echo "models: $MODELS_DIR/$name already built (FORCE=1 to rebuild)"
   exit 0
 fi
-"$PY" -m repair demo --out "$MODELS_DIR/demo" "$@"
+"$PY" -m repair "$@"

@@ -24,11 +24,14 @@ def csaw_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A full-size default demo (data and model folder), built once: about 1.5 minutes."""
-    from repair.demo.build import build_demo
+    """The default demo (data and model folder) built once by the same script as the Docker
+    build and README use: about 1.5 minutes."""
+    import subprocess
+    import sys
 
     root = tmp_path_factory.mktemp("demo")
-    build_demo(root / "models" / "demo")
+    env = {**os.environ, "PY": sys.executable, "MODELS_DIR": str(root / "models")}
+    subprocess.run([str(ROOT / "scripts" / "build_models.sh")], env=env, check=True, timeout=1800)
     return root
 
 
@@ -37,3 +40,47 @@ def demo_manifest(demo_root: Path) -> dict:
     import json
 
     return json.loads((demo_root / "models" / "demo" / "manifest.json").read_text())
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def served_models(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder for the service: a copy of the demo, plus a CSAW pair (sunglasses as
+    B, multi-trigger as B') linked from ../shared when it is there."""
+    import shutil
+
+    models = tmp_path_factory.mktemp("served") / "models"
+    shutil.copytree(demo_root / "models", models, symlinks=True)
+    if (CSAW_DIR / "models").is_dir():
+        pair = models / "csaw_pair"
+        pair.mkdir()
+        (pair / "bad.h5").symlink_to(CSAW_DIR / "models" / "sunglasses_bd_weights.h5")
+        (pair / "repaired.h5").symlink_to(
+            CSAW_DIR / "models" / "multi_trigger_multi_target_bd_weights.h5"
+        )
+    return models
+
+
+@pytest.fixture(scope="session")
+def service(served_models: Path, demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The real service on loopback with an admin token."""
+    from tests.service import RunningService
+
+    running = RunningService(
+        {
+            "MODELS_DIR": str(served_models),
+            "DATA_DIR": str(demo_root / "data"),
+            "DEFAULT_MODEL": "demo",
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "RELOAD_INTERVAL_S": "0.5",
+            "MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
+        },
+        tmp_path_factory.mktemp("logs") / "service.log",
+    )
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()

@@ -43,3 +43,14 @@ def test_failed_repair_leaves_the_published_folder_untouched(tmp_path: Path) -> 
     assert (out / "manifest.json").read_text() == "kept"
     assert list_versions(out) == ["v1"]
     assert not list((tmp_path / "models" / ".versions" / "m").glob(".staging-*"))
+
+
+def test_rollback_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from repair.cli import main
+
+    out = tmp_path / "models" / "m"
+    assert main(["rollback", "--out", str(out)]) == 2
+    _publish(out, "v1", "one")
+    _publish(out, "v2", "two")
+    assert main(["rollback", "--out", str(out)]) == 0
+    assert (out / "manifest.json").read_text() == "one"

@@ -1,0 +1,137 @@
+"""Admin /repair: access control, background repair, hot swap under load, 409, failures."""
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_TOKEN
+from tests.images import h5_images
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+QUICK = {"epochs": 2}
+
+
+def _start(url: str, body: dict, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(url + "/repair", json=body, headers=headers or AUTH, timeout=30)
+
+
+def _wait(url: str, job_id: str, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{url}/repair/{job_id}", headers=AUTH).json()
+        if status["status"] in ("succeeded", "failed"):
+            return status
+        time.sleep(0.5)
+    raise TimeoutError(f"repair {job_id} did not finish")
+
+
+def _version(url: str) -> str:
+    models = httpx.get(url + "/models").json()["models"]
+    return next(m["version"] for m in models if m["name"] == "demo")
+
+
+def test_admin_is_forbidden_without_a_configured_token(
+    served_models: Path, demo_root: Path, tmp_path: Path
+) -> None:
+    from tests.service import RunningService
+
+    running = RunningService(
+        {"MODELS_DIR": str(served_models), "DATA_DIR": str(demo_root / "data")},
+        tmp_path / "no_token.log",
+    )
+    try:
+        running.wait_ready()
+        body = {"model": "demo", "clean_data": "demo/clean_validation.h5"}
+        assert _start(running.url, body).status_code == 403
+        assert _start(running.url, body, {}).status_code == 403
+        assert httpx.get(running.url + "/repair/x", headers=AUTH).status_code == 403
+    finally:
+        running.stop()
+
+
+def test_wrong_token_bad_paths_and_unknown_options(service) -> None:
+    body = {"model": "demo", "clean_data": "demo/clean_validation.h5"}
+    assert _start(service.url, body, {"Authorization": "Bearer wrong"}).status_code == 401
+    assert _start(service.url, body, {"Authorization": ADMIN_TOKEN}).status_code == 401
+    outside = _start(service.url, {**body, "clean_data": "../../etc/passwd"})
+    assert outside.status_code == 400 and "outside" in outside.json()["error"]
+    assert _start(service.url, {**body, "clean_data": "/etc/passwd"}).status_code == 400
+    assert _start(service.url, {**body, "options": {"bogus": 1}}).status_code == 422
+    assert _start(service.url, {**body, "model": "nope"}).status_code == 404
+
+
+def test_repair_swaps_under_load_with_no_failed_request(service, demo_root: Path) -> None:
+    url = service.url
+    before = _version(url)
+    images, _ = h5_images(demo_root / "data" / "demo" / "clean_test.h5", 4)
+    files = [("file", (f"{i}.png", b, "image/png")) for i, b in enumerate(images)]
+    failures: list[str] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                response = client.post(url + "/predict", files=files)
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+                else:
+                    versions.add(response.json()["version"])
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        body = {
+            "model": "demo",
+            "clean_data": "demo/clean_validation.h5",
+            "poisoned_data": ["demo/poisoned_test_sunglasses.h5"],
+            "clean_test": "demo/clean_test.h5",
+            "options": QUICK,
+        }
+        started = _start(url, body)
+        assert started.status_code == 202, started.text
+        job_id = started.json()["job_id"]
+        second = _start(url, body)
+        assert second.status_code == 409
+        status = _wait(url, job_id)
+        assert status["status"] == "succeeded", status
+        assert status["metrics"]["filter"]["clean_accuracy"] is not None
+        deadline = time.monotonic() + 10
+        while _version(url) == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # requests keep flowing on the new version
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert failures == []
+    after = _version(url)
+    assert after == status["version"] != before
+    assert {before, after} <= versions  # answers came from both versions, none failed
+
+
+def test_failed_repair_leaves_the_serving_models_untouched(service, demo_root: Path) -> None:
+    import h5py
+
+    url = service.url
+    before = _version(url)
+    broken = demo_root / "data" / "demo" / "broken_clean.h5"
+    with h5py.File(broken, "w") as handle:
+        handle.create_dataset("label", data=[0.0])
+    started = _start(url, {"model": "demo", "clean_data": "demo/broken_clean.h5"})
+    assert started.status_code == 202
+    status = _wait(url, started.json()["job_id"])
+    assert status["status"] == "failed" and "data" in status["error"]
+    assert _version(url) == before
+    images, _ = h5_images(demo_root / "data" / "demo" / "clean_test.h5", 1)
+    response = httpx.post(url + "/predict", files=[("file", ("a.png", images[0], "image/png"))])
+    assert response.status_code == 200 and response.json()["version"] == before
+
+
+@pytest.mark.parametrize("path", ["/repair/unknown-job"])
+def test_unknown_job_is_404(service, path: str) -> None:
+    assert httpx.get(service.url + path, headers=AUTH).status_code == 404
