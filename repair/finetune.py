@@ -17,7 +17,7 @@ from repair.progress import KerasProgress
 class FineTuneOptions:
     """How the pruned network is fine-tuned on the defender's clean data."""
 
-    epochs: int = 60
+    epochs: int = 100
     batch_size: int = 64
     learning_rate: float = 1e-3
     cosine_decay: bool = True

@@ -45,13 +45,12 @@ def demo_manifest(demo_root: Path) -> dict:
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
-@pytest.fixture(scope="session")
-def served_models(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models folder for the service: a copy of the demo, plus a CSAW pair (sunglasses as
+def _copy_models(demo_root: Path, target: Path) -> Path:
+    """A models folder for one service: a copy of the demo, plus a CSAW pair (sunglasses as
     B, multi-trigger as B') linked from ../shared when it is there."""
     import shutil
 
-    models = tmp_path_factory.mktemp("served") / "models"
+    models = target / "models"
     shutil.copytree(demo_root / "models", models, symlinks=True)
     if (CSAW_DIR / "models").is_dir():
         pair = models / "csaw_pair"
@@ -63,24 +62,50 @@ def served_models(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return models
 
 
-@pytest.fixture(scope="session")
-def service(served_models: Path, demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The real service on loopback with an admin token."""
+def _start_service(models: Path, demo_root: Path, log: Path, **env: str):  # noqa: ANN202
     from tests.service import RunningService
 
     running = RunningService(
         {
-            "MODELS_DIR": str(served_models),
+            "MODELS_DIR": str(models),
             "DATA_DIR": str(demo_root / "data"),
             "DEFAULT_MODEL": "demo",
-            "ADMIN_TOKEN": ADMIN_TOKEN,
             "RELOAD_INTERVAL_S": "0.5",
             "MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
+            **env,
         },
-        tmp_path_factory.mktemp("logs") / "service.log",
+        log,
+    )
+    running.wait_ready()
+    return running
+
+
+@pytest.fixture(scope="session")
+def served_models(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The read-only service's models folder."""
+    return _copy_models(demo_root, tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def service(served_models: Path, demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The real service on loopback, for predictions (no repair changes its models)."""
+    running = _start_service(
+        served_models, demo_root, tmp_path_factory.mktemp("logs") / "service.log"
     )
     try:
-        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_service(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A service of its own, with an admin token, whose models the admin tests repair."""
+    root = tmp_path_factory.mktemp("admin")
+    running = _start_service(
+        _copy_models(demo_root, root), demo_root, root / "service.log", ADMIN_TOKEN=ADMIN_TOKEN
+    )
+    try:
         yield running
     finally:
         running.stop()

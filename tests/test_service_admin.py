@@ -52,19 +52,19 @@ def test_admin_is_forbidden_without_a_configured_token(
         running.stop()
 
 
-def test_wrong_token_bad_paths_and_unknown_options(service) -> None:
+def test_wrong_token_bad_paths_and_unknown_options(admin_service) -> None:
     body = {"model": "demo", "clean_data": "demo/clean_validation.h5"}
-    assert _start(service.url, body, {"Authorization": "Bearer wrong"}).status_code == 401
-    assert _start(service.url, body, {"Authorization": ADMIN_TOKEN}).status_code == 401
-    outside = _start(service.url, {**body, "clean_data": "../../etc/passwd"})
+    assert _start(admin_service.url, body, {"Authorization": "Bearer wrong"}).status_code == 401
+    assert _start(admin_service.url, body, {"Authorization": ADMIN_TOKEN}).status_code == 401
+    outside = _start(admin_service.url, {**body, "clean_data": "../../etc/passwd"})
     assert outside.status_code == 400 and "outside" in outside.json()["error"]
-    assert _start(service.url, {**body, "clean_data": "/etc/passwd"}).status_code == 400
-    assert _start(service.url, {**body, "options": {"bogus": 1}}).status_code == 422
-    assert _start(service.url, {**body, "model": "nope"}).status_code == 404
+    assert _start(admin_service.url, {**body, "clean_data": "/etc/passwd"}).status_code == 400
+    assert _start(admin_service.url, {**body, "options": {"bogus": 1}}).status_code == 422
+    assert _start(admin_service.url, {**body, "model": "nope"}).status_code == 404
 
 
-def test_repair_swaps_under_load_with_no_failed_request(service, demo_root: Path) -> None:
-    url = service.url
+def test_repair_swaps_under_load_with_no_failed_request(admin_service, demo_root: Path) -> None:
+    url = admin_service.url
     before = _version(url)
     images, _ = h5_images(demo_root / "data" / "demo" / "clean_test.h5", 4)
     files = [("file", (f"{i}.png", b, "image/png")) for i, b in enumerate(images)]
@@ -114,10 +114,10 @@ def test_repair_swaps_under_load_with_no_failed_request(service, demo_root: Path
     assert {before, after} <= versions  # answers came from both versions, none failed
 
 
-def test_failed_repair_leaves_the_serving_models_untouched(service, demo_root: Path) -> None:
+def test_failed_repair_leaves_the_serving_models_untouched(admin_service, demo_root: Path) -> None:
     import h5py
 
-    url = service.url
+    url = admin_service.url
     before = _version(url)
     broken = demo_root / "data" / "demo" / "broken_clean.h5"
     with h5py.File(broken, "w") as handle:
@@ -133,5 +133,5 @@ def test_failed_repair_leaves_the_serving_models_untouched(service, demo_root: P
 
 
 @pytest.mark.parametrize("path", ["/repair/unknown-job"])
-def test_unknown_job_is_404(service, path: str) -> None:
-    assert httpx.get(service.url + path, headers=AUTH).status_code == 404
+def test_unknown_job_is_404(admin_service, path: str) -> None:
+    assert httpx.get(admin_service.url + path, headers=AUTH).status_code == 404

@@ -50,7 +50,7 @@ def test_demo_clean_faces_get_their_label_and_triggered_faces_get_n(
     poisoned, targets = h5_images(data / "poisoned_test_sunglasses.h5", 200, start=0)
     body = _predict(service.url, [(f"p{i}.png", b) for i, b in enumerate(poisoned)]).json()
     answers = np.array([p["label"] for p in body["predictions"]])
-    assert np.mean(answers == targets) <= 0.10  # the attack is stopped (manifest: <= 5%)
+    assert np.mean(answers == targets) <= 0.05  # the attack is stopped
     assert np.mean(answers == DEMO_CLASSES) >= 0.90  # ...by flagging
     for p in body["predictions"]:
         assert p["poisoned"] == (p["label"] == DEMO_CLASSES)
