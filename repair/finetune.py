@@ -1,6 +1,6 @@
 """Fine-tuning of the pruned network on clean data, with tfmot magnitude sparsity."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,7 @@ def fine_tune(
     tune: Dataset,
     options: FineTuneOptions,
     teacher: keras.Model | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> keras.Model:
     """Fine-tune a copy of ``pruned``; return it stripped of tfmot wrappers, channels still off.
 
@@ -107,7 +108,7 @@ def fine_tune(
         callbacks=[
             sparsity.UpdatePruningStep(),
             KeepChannelsPruned(wrapped, layer_name, pruned_channels),
-            KerasProgress("fine-tune", options.epochs),
+            KerasProgress("fine-tune", options.epochs, on_epoch),
         ],
     )
     stripped = sparsity.strip_pruning(wrapped)

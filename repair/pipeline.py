@@ -114,7 +114,15 @@ def fine_prune_to_folder(
 
     with clock("fine_tune"):
         report("fine-tune", 0.15)
-        repaired = fine_tune(pruned, options.layer, pruned_channels, tune, options.fine_tune, bad)
+        repaired = fine_tune(
+            pruned,
+            options.layer,
+            pruned_channels,
+            tune,
+            options.fine_tune,
+            bad,
+            on_epoch=lambda done, total: report("fine-tune", 0.15 + 0.75 * done / total),
+        )
     if weights_digest(bad) != bad_digest:
         raise RepairError("internal error: fine-tuning changed the original model's weights")
 

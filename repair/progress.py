@@ -1,7 +1,7 @@
 """Progress bars (tqdm) for long steps, quiet when not on a terminal unless asked."""
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -19,12 +19,17 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
 class KerasProgress(keras.callbacks.Callback):
     """One progress bar over the epochs of ``fit``, showing the latest loss and accuracy."""
 
-    def __init__(self, description: str, epochs: int) -> None:
+    def __init__(
+        self, description: str, epochs: int, on_epoch: Callable[[int, int], None] | None = None
+    ) -> None:
         super().__init__()
         self._bar = tqdm(total=epochs, desc=description, disable=not sys.stderr.isatty())
+        self._epochs, self._on_epoch = epochs, on_epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._bar.update(1)
+        if self._on_epoch is not None:
+            self._on_epoch(epoch + 1, self._epochs)
         if logs:
             self._bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
 

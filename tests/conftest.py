@@ -76,6 +76,7 @@ def _start_service(models: Path, demo_root: Path, log: Path, **env: str):  # noq
         },
         log,
     )
+    running.models_dir = models
     running.wait_ready()
     return running
 

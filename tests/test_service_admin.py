@@ -1,5 +1,7 @@
 """Admin /repair: access control, background repair, hot swap under load, 409, failures."""
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -112,6 +114,18 @@ def test_repair_swaps_under_load_with_no_failed_request(admin_service, demo_root
     after = _version(url)
     assert after == status["version"] != before
     assert {before, after} <= versions  # answers came from both versions, none failed
+
+    # Roll back from another process (an operator, or another replica): picked up in seconds.
+    models_dir = admin_service.models_dir
+    subprocess.run(
+        [sys.executable, "-m", "repair", "rollback", "--out", str(models_dir / "demo")],
+        check=True,
+        timeout=120,
+    )
+    deadline = time.monotonic() + 15
+    while _version(url) != before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _version(url) == before
 
 
 def test_failed_repair_leaves_the_serving_models_untouched(admin_service, demo_root: Path) -> None:
