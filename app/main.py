@@ -16,10 +16,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
 
+from app.batcher import MicroBatcher
 from app.errors import ServiceError
 from app.images import DecodedImage, decode_image
 from app.limits import BodySizeLimit, BodyTooLarge
-from app.metrics import FLAGGED, IMAGES, LATENCY, MODELS_SERVED, REGISTRY, REQUESTS
+from app.metrics import BATCH_IMAGES, FLAGGED, IMAGES, LATENCY, MODELS_SERVED, REGISTRY, REQUESTS
 from app.registry import Registry
 from app.repair_jobs import JobConflict, RepairJobs
 from app.schemas import PredictResponse, RepairRequest
@@ -102,16 +103,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     f"({', '.join(sorted(registry.pairs()))})",
                 )
             raise ServiceError(404, f"unknown model {model!r}" if model else "no model served")
-        uploads = await _read_uploads(request, settings)
-        size_hw = pair.input_shape[:2]
-        decoded: list[DecodedImage] = await run_in_threadpool(
-            lambda: [
-                decode_image(data, name, size_hw, settings.max_image_pixels)
-                for name, data in uploads
-            ]
-        )
+        batcher = _batcher_for(pair, settings)
+        batcher.expect()  # the batcher may wait a moment for this request's images
+        try:
+            uploads = await _read_uploads(request, settings)
+            size_hw = pair.input_shape[:2]
+            decoded: list[DecodedImage] = await run_in_threadpool(
+                lambda: [
+                    decode_image(data, name, size_hw, settings.max_image_pixels)
+                    for name, data in uploads
+                ]
+            )
+        finally:
+            batcher.cancel_expectation()
         batch = np.stack([image.pixels for image in decoded])
-        result = await run_in_threadpool(pair.classify, batch)
+        result = await batcher.submit(batch)
         flagged = int(np.sum(result.label == pair.poisoned_label))
         IMAGES.labels(pair.name).inc(len(decoded))
         FLAGGED.labels(pair.name).inc(flagged)
@@ -189,6 +195,18 @@ async def _read_uploads(request: Request, settings: Settings) -> list[tuple[str,
     )
 
 
+def _batcher_for(pair, settings: Settings) -> MicroBatcher:  # noqa: ANN001
+    """The pair's batcher, made on first use (it needs the running event loop)."""
+    if pair.batcher is None:
+        pair.batcher = MicroBatcher(
+            pair.classify,
+            settings.max_batch,
+            settings.max_batch_wait_ms / 1000.0,
+            on_batch=BATCH_IMAGES.labels(pair.name).observe,
+        )
+    return pair.batcher
+
+
 def _require_admin(settings: Settings, authorization: str | None) -> None:
     if not settings.admin_token:
         raise ServiceError(403, "admin endpoints are disabled: no ADMIN_TOKEN is configured")
@@ -218,6 +236,9 @@ async def _watch_models(registry: Registry, interval_s: float) -> None:
             changed = await run_in_threadpool(registry.refresh)
             if changed:
                 MODELS_SERVED.set(len(registry.pairs()))
+            for pair in registry.take_retired(older_than_s=30.0):
+                if pair.batcher is not None:  # requests on the old pair are long done
+                    await pair.batcher.close()
         except Exception:  # noqa: BLE001 - keep watching
             log.exception("model refresh failed")
 

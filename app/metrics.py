@@ -32,3 +32,10 @@ MODELS_SERVED = Gauge(
 REPAIRS = Counter(
     "badnet_filter_repairs_total", "Repair jobs by outcome", ["outcome"], registry=REGISTRY
 )
+BATCH_IMAGES = Histogram(
+    "badnet_filter_batch_images",
+    "Images per run of the fused graph (dynamic batching)",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+    registry=REGISTRY,
+)

@@ -38,6 +38,7 @@ class ModelPair:
     input_shape: tuple[int, int, int]
     manifest: dict = field(default_factory=dict)
     _fused: object = None
+    batcher: object = None  # an app.batcher.MicroBatcher, made on first use in the loop
 
     @property
     def poisoned_label(self) -> int:

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from app.pairs import ModelPair, PairRefused, load_pair
@@ -19,6 +20,7 @@ class Registry:
         self._pairs: dict[str, ModelPair] = {}
         self._seen: dict[str, tuple] = {}  # name -> identity of the folder last tried
         self.refused: dict[str, str] = {}
+        self._retired: list[tuple[float, ModelPair]] = []
         self._lock = threading.Lock()
 
     def pairs(self) -> dict[str, ModelPair]:
@@ -58,14 +60,25 @@ class Registry:
                     log.exception("model %s failed to load", name)
                     continue
                 self.refused.pop(name, None)
+                if name in self._pairs:
+                    self._retired.append((time.monotonic(), self._pairs[name]))
                 self._pairs = {**self._pairs, name: pair}
                 changed.append(name)
                 log.info("serving model %s version %s", name, pair.version)
             for name in set(self._pairs) - set(present):
+                self._retired.append((time.monotonic(), self._pairs[name]))
                 self._pairs = {k: v for k, v in self._pairs.items() if k != name}
                 self._seen.pop(name, None)
                 log.info("model %s removed", name)
             return changed
+
+    def take_retired(self, older_than_s: float) -> list[ModelPair]:
+        """Pairs swapped out more than ``older_than_s`` ago, removed from the list."""
+        with self._lock:
+            now = time.monotonic()
+            old = [pair for when, pair in self._retired if now - when >= older_than_s]
+            self._retired = [(w, p) for w, p in self._retired if now - w < older_than_s]
+            return old
 
     def _scan(self) -> dict[str, Path]:
         if not self.models_dir.is_dir():

@@ -25,6 +25,9 @@ class Settings:
     max_image_pixels: int = 4096 * 4096
     max_files: int = 256
     reload_interval_s: float = 2.0
+    max_batch: int = 256
+    max_batch_wait_ms: float = 2.0
+    workers: int = 1
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
@@ -42,6 +45,9 @@ class Settings:
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 4096 * 4096),
             max_files=_int("MAX_FILES", 256),
             reload_interval_s=_float("RELOAD_INTERVAL_S", 2.0),
+            max_batch=_int("MAX_BATCH", 256),
+            max_batch_wait_ms=_float("MAX_BATCH_WAIT_MS", 2.0),
+            workers=_int("WORKERS", 1),
             host=os.environ.get("HOST", "127.0.0.1"),
             port=_int("PORT", 8000),
             log_level=os.environ.get("LOG_LEVEL", "info"),

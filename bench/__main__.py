@@ -1,0 +1,205 @@
+"""``python -m bench [--quick]``: the product against the machine's own limits.
+
+Measures, in one run on this machine: the fused two-model graph alone (model limit), the
+same HTTP stack decoding the same uploads with no model (HTTP limit), a naive server
+(``predict()`` per model per request), and the real service at several concurrencies.
+Writes ``bench/results/latest.json`` and prints a table. Needs ``hey`` (apt-get install hey).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+import app  # noqa: F401 - Keras 2 environment before TensorFlow loads
+from bench.load import LoadResult, multipart_body, require_hey, run_hey
+from bench.process import ROOT, ServerProcess
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (about two minutes)")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    args = parser.parse_args(argv)
+    require_hey()
+    duration = 4.0 if args.quick else 15.0
+    folder = args.models_dir / "demo"
+    if not (folder / "manifest.json").is_file():
+        raise SystemExit(f"{folder} not built: run ./scripts/build_models.sh first")
+    images = _demo_images(folder)
+    results: dict = {"machine": _machine(), "quick": args.quick, "duration_s": duration}
+
+    results["model_limit"] = _model_limit(folder, images, duration)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    single, single_type = multipart_body(images[:1], tmp)
+    many, many_type = multipart_body(images[:32], tmp)
+    env = {"MODELS_DIR": str(args.models_dir), "DEFAULT_MODEL": "demo"}
+
+    def load(server: ServerProcess, body: Path, kind: str, c: int, n: int) -> LoadResult:
+        run_hey(server.url + "/predict", body, kind, c, 1.0, n)  # warm-up
+        return run_hey(server.url + "/predict", body, kind, c, duration, n)
+
+    with _server(env, tmp / "http.log", "bench.servers:http_limit_app", "/docs") as server:
+        results["http_limit"] = {
+            f"c{c}": asdict(load(server, single, single_type, c, 1)) for c in (1, 64)
+        }
+    with _server(env, tmp / "naive.log", "bench.servers:naive_app", "/docs") as server:
+        results["naive"] = {"c64": asdict(load(server, single, single_type, 64, 1))}
+
+    product: dict = {}
+    for workers in (1, 2):
+        started = time.perf_counter()
+        with _server(
+            env, tmp / f"product{workers}.log", "app.main:app", "/ready", workers
+        ) as server:
+            ready_s = time.perf_counter() - started
+            rss_start = server.rss_mb()
+            runs = {
+                f"single_c{c}": asdict(load(server, single, single_type, c, 1)) for c in (1, 8, 64)
+            }
+            runs["batch32_c8"] = asdict(load(server, many, many_type, 8, 32))
+            product[f"workers{workers}"] = {
+                "start_to_ready_s": round(ready_s, 2),
+                "rss_mb_start": round(rss_start, 1),
+                "rss_mb_end": round(server.rss_mb(), 1),
+                **runs,
+            }
+    best = max(product, key=lambda k: product[k]["single_c64"]["requests_per_s"])
+    results["product"] = product
+    results["product_best_workers"] = best
+    manifest = json.loads((folder / "manifest.json").read_text())
+    results["repair"] = {
+        "timings_s": manifest.get("timings_s"),
+        "demo_timings_s": manifest.get("demo", {}).get("timings_s"),
+    }
+    chosen = product[best]
+    limit = max(
+        v["images_per_s"]
+        for v in results["model_limit"].values()
+        if isinstance(v, dict) and "images_per_s" in v
+    )
+    results["ratios"] = {
+        "batched_vs_limit": chosen["batch32_c8"]["images_per_s"] / limit,
+        "single_vs_http": chosen["single_c64"]["requests_per_s"]
+        / results["http_limit"]["c64"]["requests_per_s"],
+        "service_vs_naive_c64": chosen["single_c64"]["requests_per_s"]
+        / results["naive"]["c64"]["requests_per_s"],
+        "p50_c1_minus_http_ms": chosen["single_c1"]["p50_ms"]
+        - results["http_limit"]["c1"]["p50_ms"],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(_table(results))
+    return 0
+
+
+class _server:
+    """Context manager: a ServerProcess started, waited for, and stopped."""
+
+    def __init__(self, env: dict, log: Path, target: str, ready: str, workers: int = 1) -> None:
+        self.process = ServerProcess(env, log, target, workers)
+        self.ready = ready
+
+    def __enter__(self) -> ServerProcess:
+        self.process.wait_ready(self.ready)
+        return self.process
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.stop()
+
+
+def _demo_images(folder: Path) -> list[bytes]:
+    import h5py
+    from PIL import Image
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    path = Path(manifest["inputs"]["clean_test"]["path"])
+    with h5py.File(path, "r") as handle:
+        pixels = np.asarray(handle["data"][:32]).transpose(0, 2, 3, 1)
+    out = []
+    for p in pixels:
+        import io
+
+        buffer = io.BytesIO()
+        Image.fromarray(p).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def _model_limit(folder: Path, images: list[bytes], duration: float) -> dict:
+    """Images/s of the fused graph alone, and one-image latency, per runtime."""
+    from app.images import decode_image
+    from app.pairs import load_pair
+
+    started = time.perf_counter()
+    pair = load_pair(folder)
+    load_s = time.perf_counter() - started
+    x = np.stack([decode_image(b, "x", (55, 47), 1 << 30).pixels for b in images])
+    big = np.concatenate([x] * 8)  # 256 images
+    out: dict = {"load_pair_s": round(load_s, 3)}
+    for name, batch in (("tensorflow_b256", big), ("tensorflow_b1", x[:1])):
+        pair.classify(batch)
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < duration / 2:
+            pair.classify(batch)
+            count += 1
+        elapsed = time.perf_counter() - started
+        out[name] = {
+            "images_per_s": count * len(batch) / elapsed,
+            "ms_per_call": 1000 * elapsed / count,
+        }
+    return out
+
+
+def _machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }
+
+
+def _table(results: dict) -> str:
+    rows = [
+        f"{'run':34}{'req/s':>10}{'img/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    ]
+
+    def add(name: str, r: dict) -> None:
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f}"
+
+        rows.append(
+            f"{name:34}{r['requests_per_s']:>10.1f}{r['images_per_s']:>10.1f}"
+            f"{ms(r['p50_ms']):>9}{ms(r['p95_ms']):>9}{ms(r['p99_ms']):>9}"
+            f"{r['errors']:>8}"
+        )
+
+    for key, value in results["model_limit"].items():
+        if isinstance(value, dict):
+            rows.append(
+                f"model limit {key:22}{'':>10}{value['images_per_s']:>10.1f}"
+                f"  ({value['ms_per_call']:.2f} ms per call)"
+            )
+    for c, r in results["http_limit"].items():
+        add(f"HTTP limit (decode only) {c}", r)
+    add("naive predict() c64", results["naive"]["c64"])
+    for workers, runs in results["product"].items():
+        for name, r in runs.items():
+            if isinstance(r, dict):
+                add(f"service {workers} {name}", r)
+        rows.append(f"service {workers}: RSS {runs['rss_mb_start']} -> {runs['rss_mb_end']} MiB")
+    rows.append("ratios: " + json.dumps({k: round(v, 3) for k, v in results["ratios"].items()}))
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Load generation with ``hey`` (a maintained HTTP load generator, Debian package ``hey``)."""
+
+import re
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one fixed-duration run of hey measured."""
+
+    concurrency: int
+    images_per_request: int
+    duration_s: float
+    requests: int
+    requests_per_s: float
+    images_per_s: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    errors: int
+
+
+def require_hey() -> str:
+    path = shutil.which("hey")
+    if path is None:
+        raise SystemExit("the benchmark needs 'hey': apt-get install -y hey")
+    return path
+
+
+def multipart_body(images: list[bytes], folder: Path) -> tuple[Path, str]:
+    """Write a multipart/form-data body with one ``file`` part per image; return its path
+    and content type."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for index, data in enumerate(images):
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="face{index}.png"\r\nContent-Type: image/png\r\n\r\n'.encode()
+            + data
+            + b"\r\n"
+        )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    path = folder / f"body-{len(images)}-{boundary[:8]}.bin"
+    path.write_bytes(body)
+    return path, f"multipart/form-data; boundary={boundary}"
+
+
+def run_hey(
+    url: str,
+    body: Path,
+    content_type: str,
+    concurrency: int,
+    duration_s: float,
+    images_per_request: int,
+) -> LoadResult:
+    """POST ``body`` to ``url`` for ``duration_s`` seconds at ``concurrency``."""
+    command = [
+        require_hey(),
+        "-z",
+        f"{duration_s}s",
+        "-c",
+        str(concurrency),
+        "-m",
+        "POST",
+        "-D",
+        str(body),
+        "-T",
+        content_type,
+        "-t",
+        "60",
+        url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    statuses = re.findall(r"\[(\d+)\]\s+(\d+) responses", output)
+    ok = sum(int(n) for code, n in statuses if code == "200")
+    bad = sum(int(n) for code, n in statuses if code != "200")
+    errors = bad  # non-200 answers, plus transport errors below
+    errored = re.search(r"Error distribution:\n((?:\s+\[\d+\].*\n?)+)", output)
+    if errored:
+        errors += sum(int(n) for n in re.findall(r"\[(\d+)\]", errored.group(1)))
+
+    def percentile(p: int) -> float | None:
+        found = re.search(rf"\s{p}%% in ([\d.]+) secs".replace("%%", "%"), output)
+        return float(found.group(1)) * 1000 if found else None
+
+    return LoadResult(
+        concurrency=concurrency,
+        images_per_request=images_per_request,
+        duration_s=duration_s,
+        requests=ok + bad,
+        requests_per_s=rps,
+        images_per_s=rps * images_per_request,
+        p50_ms=percentile(50),
+        p95_ms=percentile(95),
+        p99_ms=percentile(99),
+        errors=errors,
+    )
