@@ -35,7 +35,9 @@ INLINE_DECODE_BYTES = 64 * 1024
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
-    registry = Registry(settings.models_dir, settings.default_model)
+    registry = Registry(
+        settings.models_dir, settings.default_model, settings.runtime, settings.onnx_max_batch
+    )
     jobs = RepairJobs(on_success=lambda model: registry.refresh())
 
     @contextlib.asynccontextmanager

@@ -12,6 +12,9 @@ from repair.keras_env import tf
 
 log = logging.getLogger(__name__)
 
+OUTPUTS = ("label", "bad_label", "repaired_label", "confidence")
+"""Outputs of the fused graph, in the order of :class:`Classified`'s fields."""
+
 
 class PairRefused(Exception):
     """A model folder that must not be served; the message says why."""
@@ -38,6 +41,8 @@ class ModelPair:
     input_shape: tuple[int, int, int]
     manifest: dict = field(default_factory=dict)
     _fused: object = None
+    _onnx: object = None  # an app.onnx_runtime.OnnxPair, or None (TensorFlow only)
+    onnx_max_batch: int = 16
     batcher: object = None  # an app.batcher.MicroBatcher, made on first use in the loop
 
     @property
@@ -45,10 +50,17 @@ class ModelPair:
         """The N+1-th class: the answer for inputs on which B and B' disagree."""
         return self.num_classes
 
+    @property
+    def runtime(self) -> str:
+        return "onnxruntime+tensorflow" if self._onnx is not None else "tensorflow"
+
     def classify(self, batch: np.ndarray) -> Classified:
-        """Run B and B' on ``batch`` (N, H, W, 3) float32 in one graph call."""
-        label, bad, rep, confidence = self._fused(tf.constant(batch, dtype=tf.float32))
-        return Classified(label.numpy(), bad.numpy(), rep.numpy(), confidence.numpy())
+        """Run B and B' on ``batch`` (N, H, W, 3) float32 in one graph call: ONNX Runtime
+        for small batches (measured faster here up to about 16 images), TensorFlow above."""
+        if self._onnx is not None and len(batch) <= self.onnx_max_batch:
+            return Classified(*self._onnx.run(batch))
+        outputs = self._fused(tf.constant(batch, dtype=tf.float32))
+        return Classified(*(outputs[key].numpy() for key in OUTPUTS))
 
     def describe(self) -> dict:
         """What GET /models says about this pair."""
@@ -58,11 +70,14 @@ class ModelPair:
             "num_classes": self.num_classes,
             "poisoned_label": self.poisoned_label,
             "input_shape": list(self.input_shape),
+            "runtime": self.runtime,
             "metrics": self.manifest.get("metrics"),
         }
 
 
-def load_pair(folder: Path, name: str | None = None) -> ModelPair:
+def load_pair(
+    folder: Path, name: str | None = None, runtime: str = "auto", onnx_max_batch: int = 16
+) -> ModelPair:
     """Load ``folder``/bad.h5 and repaired.h5, checking them against the manifest.
 
     Raises :class:`PairRefused` when a file is missing, its hash does not match the
@@ -89,6 +104,17 @@ def load_pair(folder: Path, name: str | None = None) -> ModelPair:
     num_classes = int(bad.output_shape[-1])
     input_shape = tuple(int(d) for d in bad.input_shape[1:])
     version = manifest.get("version") or resolved.name
+    fused = _fuse(bad, rep, num_classes, input_shape)
+    onnx = None
+    if runtime in ("auto", "onnx"):
+        from app.onnx_runtime import OnnxUnavailable, convert_checked
+
+        try:
+            onnx = convert_checked(fused, input_shape)
+        except OnnxUnavailable as exc:
+            if runtime == "onnx":
+                raise PairRefused(f"{folder}: ONNX Runtime requested but {exc}") from exc
+            log.warning("%s: serving with TensorFlow only: %s", folder, exc)
     return ModelPair(
         name=name or folder.name,
         version=str(version),
@@ -96,21 +122,27 @@ def load_pair(folder: Path, name: str | None = None) -> ModelPair:
         num_classes=num_classes,
         input_shape=input_shape,  # type: ignore[arg-type]
         manifest=manifest,
-        _fused=_fuse(bad, rep, num_classes, input_shape),
+        _fused=fused,
+        _onnx=onnx,
+        onnx_max_batch=onnx_max_batch,
     )
 
 
 def _fuse(bad, repaired, num_classes: int, input_shape: tuple) -> object:  # noqa: ANN001
     """One ``tf.function`` running both models and the filter rule on the same batch."""
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32)])
-    def fused(batch: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        bad_scores = bad(batch, training=False)
-        repaired_scores = repaired(batch, training=False)
+    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="images")])
+    def fused(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        bad_scores = bad(images, training=False)
+        repaired_scores = repaired(images, training=False)
         bad_label = tf.argmax(bad_scores, axis=1, output_type=tf.int32)
         repaired_label = tf.argmax(repaired_scores, axis=1, output_type=tf.int32)
-        label = tf.where(bad_label == repaired_label, bad_label, num_classes)
-        return label, bad_label, repaired_label, tf.reduce_max(bad_scores, axis=1)
+        return {
+            "label": tf.where(bad_label == repaired_label, bad_label, num_classes),
+            "bad_label": bad_label,
+            "repaired_label": repaired_label,
+            "confidence": tf.reduce_max(bad_scores, axis=1),
+        }
 
     fused(tf.zeros((1, *input_shape), tf.float32))  # trace now, not on the first request
     return fused

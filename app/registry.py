@@ -14,8 +14,15 @@ class Registry:
     """Name -> :class:`ModelPair`. Swapping a pair is one dict assignment: requests that
     already hold the old pair finish on it, new requests get the new one."""
 
-    def __init__(self, models_dir: Path, default_model: str | None = None) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        default_model: str | None = None,
+        runtime: str = "auto",
+        onnx_max_batch: int = 16,
+    ) -> None:
         self.models_dir = models_dir
+        self._load_options = {"runtime": runtime, "onnx_max_batch": onnx_max_batch}
         self.default_model = default_model
         self._pairs: dict[str, ModelPair] = {}
         self._seen: dict[str, tuple] = {}  # name -> identity of the folder last tried
@@ -50,7 +57,7 @@ class Registry:
                     continue
                 self._seen[name] = identity
                 try:
-                    pair = load_pair(folder, name)
+                    pair = load_pair(folder, name, **self._load_options)
                 except PairRefused as exc:
                     self.refused[name] = str(exc)
                     log.warning("model %s refused: %s", name, exc)

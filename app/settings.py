@@ -28,6 +28,8 @@ class Settings:
     max_batch: int = 256
     max_batch_wait_ms: float = 2.0
     workers: int = 1
+    runtime: str = "auto"
+    onnx_max_batch: int = 16
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
@@ -48,6 +50,8 @@ class Settings:
             max_batch=_int("MAX_BATCH", 256),
             max_batch_wait_ms=_float("MAX_BATCH_WAIT_MS", 2.0),
             workers=_int("WORKERS", 1),
+            runtime=os.environ.get("RUNTIME", "auto"),
+            onnx_max_batch=_int("ONNX_MAX_BATCH", 16),
             host=os.environ.get("HOST", "127.0.0.1"),
             port=_int("PORT", 8000),
             log_level=os.environ.get("LOG_LEVEL", "info"),

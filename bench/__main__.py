@@ -139,6 +139,7 @@ def _model_limit(folder: Path, images: list[bytes], duration: float) -> dict:
     """Images/s of the fused graph alone, and one-image latency, per runtime."""
     from app.images import decode_image
     from app.pairs import load_pair
+    from repair.keras_env import tf
 
     started = time.perf_counter()
     pair = load_pair(folder)
@@ -146,11 +147,18 @@ def _model_limit(folder: Path, images: list[bytes], duration: float) -> dict:
     x = np.stack([decode_image(b, "x", (55, 47), 1 << 30).pixels for b in images])
     big = np.concatenate([x] * 8)  # 256 images
     out: dict = {"load_pair_s": round(load_s, 3)}
-    for name, batch in (("tensorflow_b256", big), ("tensorflow_b1", x[:1])):
-        pair.classify(batch)
+    runners = {"tensorflow": lambda b: pair._fused(tf.constant(b))}
+    if pair._onnx is not None:
+        runners["onnxruntime"] = pair._onnx.run
+    for name, batch, run in [
+        (f"{runtime}_b{len(batch)}", batch, run)
+        for runtime, run in runners.items()
+        for batch in (big, x[:1])
+    ]:
+        run(batch)
         count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < duration / 2:
-            pair.classify(batch)
+        while time.perf_counter() - started < duration / 4:
+            run(batch)
             count += 1
         elapsed = time.perf_counter() - started
         out[name] = {

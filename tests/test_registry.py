@@ -67,3 +67,39 @@ def test_default_model_choice(demo_root: Path, tmp_path: Path, name: str | None)
     registry = Registry(models, default_model=name)
     registry.refresh()
     assert registry.get(None).name == "demo"
+
+
+def test_onnx_runtime_matches_tensorflow_on_demo_and_csaw(
+    demo_root: Path, csaw_dir: Path, tmp_path: Path
+) -> None:
+    """Both runtimes give the same labels on real images (ONNX serves batches <= 16)."""
+    import numpy as np
+    from PIL import Image
+
+    from app.pairs import load_pair
+    from repair.data import load_dataset
+    from repair.keras_env import tf
+
+    pair_dir = tmp_path / "csaw_pair"
+    pair_dir.mkdir()
+    (pair_dir / "bad.h5").symlink_to(csaw_dir / "models" / "sunglasses_bd_weights.h5")
+    (pair_dir / "repaired.h5").symlink_to(csaw_dir / "models" / "anonymous_1_bd_weights.h5")
+    csaw_images = np.stack(
+        [
+            np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255
+            for p in sorted((csaw_dir / "images").glob("*.png"))
+        ]
+    )
+    demo_images = load_dataset(demo_root / "data" / "demo" / "poisoned_test_sunglasses.h5").x
+    for folder, images in (
+        (pair_dir, csaw_images),
+        (demo_root / "models" / "demo", demo_images[:16]),
+    ):
+        pair = load_pair(folder, runtime="onnx")
+        assert pair.runtime == "onnxruntime+tensorflow"
+        onnx = pair.classify(images[:16])
+        reference = pair._fused(tf.constant(images[:16]))
+        np.testing.assert_array_equal(onnx.label, reference["label"].numpy())
+        np.testing.assert_array_equal(onnx.bad_label, reference["bad_label"].numpy())
+        np.testing.assert_array_equal(onnx.repaired_label, reference["repaired_label"].numpy())
+        np.testing.assert_allclose(onnx.confidence, reference["confidence"].numpy(), atol=1e-4)
