@@ -34,9 +34,8 @@ class OnnxPair:
 def convert_checked(fused, input_shape: tuple[int, ...]) -> OnnxPair:  # noqa: ANN001
     """Convert the fused ``tf.function`` and check labels equal TensorFlow's on probe images."""
     try:
+        import tensorflow as tf
         import tf2onnx
-
-        from repair.keras_env import tf
 
         spec = (tf.TensorSpec((None, *input_shape), tf.float32, name="images"),)
         proto, _ = tf2onnx.convert.from_function(fused, input_signature=spec, opset=17)

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 import repair
-from repair.keras_env import tf
 
 log = logging.getLogger(__name__)
 

@@ -137,9 +137,10 @@ def _demo_images(folder: Path) -> list[bytes]:
 
 def _model_limit(folder: Path, images: list[bytes], duration: float) -> dict:
     """Images/s of the fused graph alone, and one-image latency, per runtime."""
+    import tensorflow as tf
+
     from app.images import decode_image
     from app.pairs import load_pair
-    from repair.keras_env import tf
 
     started = time.perf_counter()
     pair = load_pair(folder)
