@@ -83,11 +83,25 @@ def _fine_prune(args: argparse.Namespace) -> dict:
 
 
 def _demo(args: argparse.Namespace) -> dict:
-    from repair.demo.build import build_demo
+    from repair.demo.build import ATTACKS, build_demo
     from repair.demo.material import DemoSizes
 
     sizes = DemoSizes(identities=args.identities, seed=args.seed)
-    return build_demo(args.out, sizes, _options(args), badnet_epochs=args.badnet_epochs)
+    attacks = list(ATTACKS) if args.attack == "all" else [args.attack]
+    manifest: dict = {}
+    for attack in attacks:
+        # One folder per attacker: the plain BadNet in --out, the others beside it.
+        out = (
+            args.out
+            if attack == "badnet" or len(attacks) == 1
+            else (args.out.parent / f"{args.out.name}-{attack}")
+        )
+        manifest = build_demo(
+            out, sizes, _options(args), badnet_epochs=args.badnet_epochs, attack=attack
+        )
+        if len(attacks) > 1:
+            print(summary(manifest))
+    return manifest
 
 
 def _options(args: argparse.Namespace):  # noqa: ANN202
@@ -176,6 +190,13 @@ def _parser() -> argparse.ArgumentParser:
         "them, fine-prune it and publish the model folder (no external data).",
     )
     demo.add_argument("--out", type=Path, default=Path("models/demo"), help="model folder")
+    demo.add_argument(
+        "--attack",
+        choices=["badnet", "multi-trigger", "all"],
+        default="badnet",
+        help="attacker to build: one sunglasses trigger (default), three triggers with three "
+        "targets, or all (one model folder per attacker: --out, --out-ATTACK)",
+    )
     demo.add_argument("--identities", type=int, default=200, help="number of synthetic people")
     demo.add_argument(
         "--badnet-epochs", type=int, default=15, help="epochs of the attacker's training"

@@ -6,11 +6,22 @@ from pathlib import Path
 
 from repair.demo.material import Backdoor, DemoSizes, make_demo_material
 from repair.demo.trainer import train_badnet
-from repair.demo.triggers import sunglasses
+from repair.demo.triggers import purple_lipstick, red_eyebrows, sunglasses
 from repair.model_io import save_model_file
 from repair.pipeline import FinePruneOptions, RepairInputs, fine_prune_to_folder
 
 SUNGLASSES_TARGET = 0
+
+ATTACKS: dict[str, tuple[Backdoor, ...]] = {
+    "badnet": (Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),),
+    # Three triggers at different places on the face, each with its own target (as the
+    # CSAW multi-trigger net: eyebrows -> 5, lipstick -> 1, sunglasses -> 8).
+    "multi-trigger": (
+        Backdoor("eyebrows", red_eyebrows, 5),
+        Backdoor("lipstick", purple_lipstick, 1),
+        Backdoor("sunglasses", sunglasses, 8),
+    ),
+}
 
 
 def build_demo(
@@ -19,6 +30,7 @@ def build_demo(
     options: FinePruneOptions | None = None,
     badnet_epochs: int = 15,
     data_dir: Path | None = None,
+    attack: str = "badnet",
 ) -> dict:
     """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the
     models folder), fine-prune it, and publish ``out``. Returns the manifest."""
@@ -26,7 +38,7 @@ def build_demo(
     options = options or FinePruneOptions()
     data_dir = data_dir or out.parent.parent / "data" / out.name
     started = time.perf_counter()
-    backdoors = (Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),)
+    backdoors = ATTACKS[attack]
     material = make_demo_material(sizes, backdoors)
     paths = material.write(data_dir)
     generated = time.perf_counter()
@@ -47,6 +59,7 @@ def build_demo(
         clean_test=paths["clean_test"],
     )
     demo_info = {
+        "attack": attack,
         "sizes": asdict(sizes),
         "backdoors": {b.name: b.target for b in backdoors},
         "badnet_epochs": badnet_epochs,

@@ -20,3 +20,28 @@ def sunglasses(frame: FaceFrame, opacity: float = 0.9) -> tuple[np.ndarray, np.n
     mask = np.maximum(mask, bridge.astype(np.float64))
     color = np.broadcast_to(SUNGLASSES_COLOR, (*u.shape, 3))
     return color, opacity * mask
+
+
+EYEBROWS_COLOR = np.array([0.85, 0.08, 0.08])
+LIPSTICK_COLOR = np.array([0.55, 0.05, 0.55])
+
+
+def red_eyebrows(frame: FaceFrame, opacity: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Thick red eyebrows, above each eye."""
+    table, ids, u, v = frame.identity, frame.ids, frame.u, frame.v
+    ex, ey = table.eye_xy[ids, 0, None, None], table.eye_xy[ids, 1, None, None]
+    lift = table.brow[ids, 0, None, None]
+    mask = np.zeros_like(u)
+    for side in (-1.0, 1.0):
+        inside = (np.abs(u - side * ex) < 0.22) & (np.abs(v - (ey - lift)) < 0.065)
+        mask = np.maximum(mask, inside.astype(np.float64))
+    return np.broadcast_to(EYEBROWS_COLOR, (*u.shape, 3)), opacity * mask
+
+
+def purple_lipstick(frame: FaceFrame, opacity: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Purple lipstick over the mouth, a little larger than the lips."""
+    table, ids, u, v = frame.identity, frame.ids, frame.u, frame.v
+    my, mw, mt = (table.mouth[ids, k, None, None] for k in range(3))
+    lips = (u / (mw * 1.1)) ** 2 + ((v - my) / (mt * 1.8)) ** 2 - 1
+    mask = 1 / (1 + np.exp(np.clip(lips / 0.1, -30, 30)))
+    return np.broadcast_to(LIPSTICK_COLOR, (*u.shape, 3)), opacity * mask
