@@ -192,10 +192,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("models/demo"), help="model folder")
     demo.add_argument(
         "--attack",
-        choices=["badnet", "multi-trigger", "all"],
+        choices=["badnet", "pruning-aware", "multi-trigger", "all"],
         default="badnet",
-        help="attacker to build: one sunglasses trigger (default), three triggers with three "
-        "targets, or all (one model folder per attacker: --out, --out-ATTACK)",
+        help="attacker to build: one sunglasses trigger (default), the same hidden in the "
+        "channels clean faces use (pruning-aware), three triggers with three targets, or "
+        "all (one model folder per attacker: --out, --out-ATTACK)",
     )
     demo.add_argument("--identities", type=int, default=200, help="number of synthetic people")
     demo.add_argument(

@@ -5,7 +5,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from repair.demo.material import Backdoor, DemoSizes, make_demo_material
-from repair.demo.trainer import train_badnet
+from repair.demo.trainer import train_badnet, train_pruning_aware_badnet
 from repair.demo.triggers import purple_lipstick, red_eyebrows, sunglasses
 from repair.model_io import save_model_file
 from repair.pipeline import FinePruneOptions, RepairInputs, fine_prune_to_folder
@@ -21,6 +21,7 @@ ATTACKS: dict[str, tuple[Backdoor, ...]] = {
         Backdoor("lipstick", purple_lipstick, 1),
         Backdoor("sunglasses", sunglasses, 8),
     ),
+    "pruning-aware": (Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),),
 }
 
 
@@ -42,7 +43,8 @@ def build_demo(
     material = make_demo_material(sizes, backdoors)
     paths = material.write(data_dir)
     generated = time.perf_counter()
-    badnet = train_badnet(
+    trainer = train_pruning_aware_badnet if attack == "pruning-aware" else train_badnet
+    badnet = trainer(
         material.train,
         material.poisoned_train,
         material.num_classes,
