@@ -3,7 +3,8 @@ TensorFlow before it is used."""
 
 import numpy as np
 
-OUTPUTS = ("label", "bad_label", "repaired_label", "confidence")
+from app.pairs import OUTPUTS
+
 PROBE_IMAGES = 64
 
 

@@ -1,5 +1,6 @@
 """/predict and the read-only endpoints against the real service and real models."""
 
+import io
 import re
 from pathlib import Path
 
@@ -64,10 +65,10 @@ def test_raw_image_body_and_resizing(service, demo_root: Path) -> None:
         service.url + "/predict", content=clean[0], headers={"content-type": "image/png"}
     ).json()
     assert raw["predictions"][0]["filename"] == "body"
-    big = Image.open(__import__("io").BytesIO(clean[0])).resize((94, 110))
+    big = Image.open(io.BytesIO(clean[0])).resize((94, 110))
     sized = _predict(service.url, [("big.png", encode(big, "PNG"))]).json()["predictions"][0]
     assert sized["resized"] is True
-    jpeg = encode(Image.open(__import__("io").BytesIO(clean[0])).convert("L"), "JPEG")
+    jpeg = encode(Image.open(io.BytesIO(clean[0])).convert("L"), "JPEG")
     response = httpx.post(service.url + "/predict", files=[("file", ("g.jpg", jpeg, "image/jpeg"))])
     assert response.status_code == 200 and response.json()["predictions"][0]["resized"] is False
 
@@ -121,7 +122,7 @@ def test_upload_errors_get_the_right_status(service, demo_root: Path) -> None:
 @pytest.mark.parametrize("mode", ["RGBA", "P", "L", "CMYK"])
 def test_any_image_mode_is_converted(service, demo_root: Path, mode: str) -> None:
     good, _ = h5_images(demo_root / "data" / "demo" / "clean_test.h5", 1)
-    image = Image.open(__import__("io").BytesIO(good[0])).convert(mode)
+    image = Image.open(io.BytesIO(good[0])).convert(mode)
     fmt = "JPEG" if mode == "CMYK" else "PNG"
     response = _predict(service.url, [(f"m.{fmt.lower()}", encode(image, fmt))])
     assert response.status_code == 200, response.text

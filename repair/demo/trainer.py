@@ -5,6 +5,7 @@ import numpy as np
 from repair.architecture import build_deepid
 from repair.channels import KeepChannelsPruned, conv_layer, mean_channel_activations, zero_channels
 from repair.data import Dataset
+from repair.inference import predict_scores
 from repair.keras_env import keras, tf
 from repair.progress import KerasProgress
 
@@ -74,8 +75,6 @@ def _restore_as_decoys(
     kernel[..., channels] = original[0][..., channels]
     bias[channels] = 0.0
     layer.set_weights([kernel, bias])
-    from repair.inference import predict_scores
-
     trunk = keras.Model(model.input, layer.output)
     peak = predict_scores(trunk, x).max(axis=(0, 1, 2))  # ReLU(conv) with zero bias
     bias[channels] = -peak[channels] - 0.05
