@@ -56,6 +56,10 @@ def decode_image(data: bytes, name: str, size_hw: tuple[int, int], max_pixels: i
 
 
 def _to_model_input(image: Image.Image, size_hw: tuple[int, int]) -> DecodedImage:
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # 16-bit greyscale: PIL's own conversion clips at 255; scale the range instead.
+        grey = np.asarray(image, dtype=np.float32) / np.float32(65535.0)
+        image = Image.fromarray((np.clip(grey, 0.0, 1.0) * 255.0).round().astype(np.uint8))
     if image.mode != "RGB":
         # Any mode (RGBA, palette, greyscale, CMYK) to RGB; alpha is dropped, as the
         # training images were plain RGB.

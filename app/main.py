@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
 
+from app.access import AccessControl
 from app.batcher import MicroBatcher
 from app.errors import ServiceError
 from app.images import DecodedImage, decode_image
@@ -23,7 +24,7 @@ from app.metrics import BATCH_IMAGES, FLAGGED, IMAGES, MODELS_SERVED, REGISTRY
 from app.registry import Registry
 from app.repair_jobs import JobConflict, RepairJobs
 from app.request_metrics import RequestMetrics
-from app.schemas import PredictResponse, RepairRequest
+from app.schemas import PREDICT_REQUEST_BODY, PredictResponse, RepairRequest
 from app.settings import Settings
 
 log = logging.getLogger("app")
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.models_dir, settings.default_model, settings.runtime, settings.onnx_max_batch
     )
     jobs = RepairJobs(on_success=lambda model: registry.refresh())
+    access = AccessControl(settings.api_keys, settings.rate_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,9 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=PredictResponse,
         summary="Classify one or more face images",
         description="multipart/form-data with one or more `file` fields, or a raw body with "
-        "an `image/*` content type. `label` is B's label, or N when B and B' disagree.",
+        "an `image/*` content type. `label` is B's label, or N when B and B' disagree. "
+        "With `API_KEYS` set, send a key as `X-API-Key`.",
+        openapi_extra=PREDICT_REQUEST_BODY,
     )
     async def predict(request: Request, model: str | None = Query(None)) -> JSONResponse:
+        if access.enabled:
+            access.check(request)
         pair = registry.get(model)
         if pair is None:
             if model is None and registry.pairs():
@@ -140,9 +146,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
-    @app.post("/repair", status_code=202, summary="Admin: regenerate B' in the background")
-    async def start_repair(body: RepairRequest, authorization: str | None = Header(None)) -> dict:
+    async def admin_only(authorization: str | None = Header(None)) -> None:
         _require_admin(settings, authorization)
+
+    # Access is checked before the body is even parsed: strangers learn nothing from 422s.
+    @app.post(
+        "/repair",
+        status_code=202,
+        summary="Admin: regenerate B' in the background",
+        dependencies=[Depends(admin_only), Depends(_json_only)],
+    )
+    async def start_repair(body: RepairRequest) -> dict:
         pair = registry.get(body.model)
         if pair is None:
             raise ServiceError(404, f"unknown model {body.model!r}")
@@ -162,9 +176,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ServiceError(409, str(exc)) from exc
         return {"job_id": job.id, "status": job.status, "status_url": f"/repair/{job.id}"}
 
-    @app.get("/repair/{job_id}", summary="Admin: status of a repair job")
-    async def repair_status(job_id: str, authorization: str | None = Header(None)) -> dict:
-        _require_admin(settings, authorization)
+    @app.get(
+        "/repair/{job_id}",
+        summary="Admin: status of a repair job",
+        dependencies=[Depends(admin_only)],
+    )
+    async def repair_status(job_id: str) -> dict:
         job = jobs.get(job_id)
         if job is None:
             raise ServiceError(404, f"unknown repair job {job_id!r}")
@@ -209,6 +226,12 @@ def _batcher_for(pair, settings: Settings) -> MicroBatcher:  # noqa: ANN001
     return pair.batcher
 
 
+async def _json_only(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ServiceError(415, f"send application/json, not {content_type or 'no content type'!r}")
+
+
 def _require_admin(settings: Settings, authorization: str | None) -> None:
     if not settings.admin_token:
         raise ServiceError(403, "admin endpoints are disabled: no ADMIN_TOKEN is configured")
@@ -248,7 +271,11 @@ async def _watch_models(registry: Registry, interval_s: float) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"error": exc.message, "status": exc.status}, status_code=exc.status)
+        return JSONResponse(
+            {"error": exc.message, "status": exc.status},
+            status_code=exc.status,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
@@ -263,9 +290,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
-        return JSONResponse(
-            {"error": problems, "status": 422, "detail": exc.errors()}, status_code=422
-        )
+        # Only where and what: the offending input may be bytes, or huge, or a secret.
+        detail = [
+            {"loc": [str(p) for p in error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"error": problems, "status": 422, "detail": detail}, status_code=422)
 
 
 app = create_app()

@@ -5,7 +5,9 @@ atomically (a symbolic-link swap); the service then reloads that one folder. A f
 killed worker publishes nothing, so the serving pair is untouched.
 """
 
+import logging
 import multiprocessing
+import signal
 import threading
 import time
 import uuid
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from app.metrics import REPAIRS
+
+log = logging.getLogger(__name__)
 
 # TensorFlow is not fork-safe: the worker is a fresh interpreter.
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -83,7 +87,7 @@ class RepairJobs:
             job.status, job.stage = "running", "starting"
             result = self._follow(job, process, queue)
             if result is None:
-                raise RuntimeError(f"repair worker exited with code {process.exitcode}")
+                raise RuntimeError(_death_message(process.exitcode))
             if result[0] == "failed":
                 raise RuntimeError(result[1])
             job.version, job.metrics = result[1]["version"], result[1]["metrics"]
@@ -93,6 +97,8 @@ class RepairJobs:
             error = str(exc)
         finally:
             process.join(timeout=5)
+            if outcome == "failed":
+                _discard_partial(Path(spec["out"]))
             self._processes.pop(job.id, None)
             with self._lock:
                 self._active.pop(job.model, None)
@@ -124,6 +130,23 @@ class RepairJobs:
                 job.stage, job.progress = message[1], float(message[2])
             else:
                 return message
+
+
+def _death_message(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"repair worker was killed by {signal.Signals(-exitcode).name}"
+    return f"repair worker exited with code {exitcode} without a result"
+
+
+def _discard_partial(out: Path) -> None:
+    """Remove a dead worker's staging folder, so a failed repair leaves no partial files."""
+    import repair
+
+    try:
+        for path in repair.discard_partial(out):
+            log.info("removed partial output %s", path)
+    except OSError:
+        log.exception("could not clean partial output of %s", out)
 
 
 def _worker_main(spec: dict, queue) -> None:  # noqa: ANN001 - runs in the worker process

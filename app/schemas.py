@@ -51,3 +51,24 @@ class RepairRequest(BaseModel):
     target: int | None = None
     clean_test: str | None = None
     options: RepairOptions = RepairOptions()
+
+
+PREDICT_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+"""/predict reads its body itself (several files, or a raw image); this documents it."""

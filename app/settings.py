@@ -21,6 +21,8 @@ class Settings:
     default_model: str | None = None
     data_dir: Path = Path("data")
     admin_token: str | None = None
+    api_keys: tuple[str, ...] = ()
+    rate_limit: str | None = None
     max_upload_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
     max_files: int = 256
@@ -42,6 +44,10 @@ class Settings:
             default_model=os.environ.get("DEFAULT_MODEL") or None,
             data_dir=Path(os.environ.get("DATA_DIR", "data")),
             admin_token=os.environ.get("ADMIN_TOKEN") or None,
+            api_keys=tuple(
+                k.strip() for k in os.environ.get("API_KEYS", "").split(",") if k.strip()
+            ),
+            rate_limit=os.environ.get("RATE_LIMIT") or None,
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 8 * 1024 * 1024),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 4096 * 4096),
             max_files=_int("MAX_FILES", 256),

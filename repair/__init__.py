@@ -30,6 +30,7 @@ _PUBLIC = {
     "rollback": "repair.publish",
     "current_version": "repair.publish",
     "list_versions": "repair.publish",
+    "discard_partial": "repair.publish",
 }
 
 __all__ = ["RepairError", "RepairInputError", *_PUBLIC]

@@ -8,18 +8,21 @@ version or the new one, never a mix, and a run that dies leaves the old link int
 
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
 
 VERSIONS_DIR = ".versions"
+STAGING_PREFIX = ".staging-"
 
 
 def staging_folder(out: Path) -> Path:
     """A fresh temporary folder on the same file system as ``out``'s final version."""
     versions = out.parent / VERSIONS_DIR / out.name
     versions.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".staging-", dir=versions))
+    # The writer's id in the name tells a dead writer's leftovers from a live one's.
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_writer_tag()}_", dir=versions))
 
 
 def new_version_id() -> str:
@@ -38,7 +41,7 @@ def publish(staging: Path, out: Path, version: str, keep: int = 3) -> Path:
     if out.exists() and not out.is_symlink():
         # A plain folder from elsewhere: keep it as a version instead of deleting it.
         os.replace(out, versions / f"imported-{version}")
-    link_tmp = out.parent / f".{out.name}.link-{os.getpid()}"
+    link_tmp = out.parent / f".{out.name}.link-{_writer_tag()}"
     if link_tmp.is_symlink() or link_tmp.exists():
         link_tmp.unlink()
     link_tmp.symlink_to(Path(VERSIONS_DIR) / out.name / version)
@@ -55,7 +58,7 @@ def rollback(out: Path) -> str:
     older = [v for v in versions if current is None or v < current]
     if not older:
         raise FileNotFoundError(f"{out}: no earlier version to roll back to")
-    link_tmp = out.parent / f".{out.name}.link-{os.getpid()}"
+    link_tmp = out.parent / f".{out.name}.link-{_writer_tag()}"
     link_tmp.symlink_to(Path(VERSIONS_DIR) / out.name / older[-1])
     os.replace(link_tmp, out)
     return older[-1]
@@ -82,9 +85,63 @@ def prune_versions(out: Path, keep: int) -> None:
     for name in names[: max(len(names) - keep, 0)]:
         if name != current:
             shutil.rmtree(versions / name, ignore_errors=True)
-    for staging in versions.glob(".staging-*"):
-        if time.time() - staging.stat().st_mtime > 24 * 3600:
-            shutil.rmtree(staging, ignore_errors=True)
+    discard_partial(out)
+
+
+def discard_partial(out: Path) -> list[Path]:
+    """Remove what a killed writer of ``out`` left: staging folders and temporary links
+    whose process is gone (or that are a day old). Returns what was removed."""
+    versions = out.parent / VERSIONS_DIR / out.name
+    leftovers = [
+        *(versions.glob(f"{STAGING_PREFIX}*") if versions.is_dir() else []),
+        *out.parent.glob(f".{out.name}.link-*"),
+    ]
+    removed = []
+    for path in leftovers:
+        if _writer_alive(path) and _age_s(path) < 24 * 3600:
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _writer_tag() -> str:
+    """``PID_HOST``: replicas sharing a models volume have their own process ids."""
+    return f"{os.getpid()}_{socket.gethostname().replace('_', '-')}"
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the writer named in ``.staging-PID_HOST_xxx`` or ``.NAME.link-PID_HOST`` may
+    still run: its process is alive here, or it ran on another host (judged by age only)."""
+    name = path.name
+    tag = (
+        name[len(STAGING_PREFIX) :]
+        if name.startswith(STAGING_PREFIX)
+        else name.rpartition(".link-")[2]
+    )
+    pid_text, _, rest = tag.partition("_")
+    host = rest.split("_", 1)[0]
+    if not pid_text.isdigit():
+        return False  # names of older releases carry no writer
+    if host != socket.gethostname().replace("_", "-"):
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.lstat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _fsync_dir(path: Path) -> None:

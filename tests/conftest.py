@@ -25,10 +25,13 @@ def csaw_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default demo (data and model folder) built once by the same script as the Docker
-    build and README use: about 1.5 minutes."""
+    build and README use: about 2 minutes. ``DEMO_ROOT`` reuses an existing build."""
     import subprocess
     import sys
 
+    reuse = os.environ.get("DEMO_ROOT")  # a folder with models/demo and data/demo, for dev
+    if reuse and (Path(reuse) / "models" / "demo" / "manifest.json").is_file():
+        return Path(reuse)
     root = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "PY": sys.executable, "MODELS_DIR": str(root / "models")}
     subprocess.run([str(ROOT / "scripts" / "build_models.sh")], env=env, check=True, timeout=1800)
@@ -110,3 +113,13 @@ def admin_service(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
         yield running
     finally:
         running.stop()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+    """Print how many fuzz cases each fuzzing test ran (docs/reliability.md quotes them)."""
+    from tests.fuzzing import CASES_RUN
+
+    if CASES_RUN:
+        terminalreporter.section("fuzz cases run")
+        for name, count in sorted(CASES_RUN.items()):
+            terminalreporter.write_line(f"{count:7d}  {name}")

@@ -1,8 +1,11 @@
 """Model folders the service must refuse, and pick-up of new versions, on real models."""
 
+import json
+import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.registry import Registry
@@ -103,3 +106,66 @@ def test_onnx_runtime_matches_tensorflow_on_demo_and_csaw(
         np.testing.assert_array_equal(onnx.bad_label, reference["bad_label"].numpy())
         np.testing.assert_array_equal(onnx.repaired_label, reference["repaired_label"].numpy())
         np.testing.assert_allclose(onnx.confidence, reference["confidence"].numpy(), atol=1e-4)
+
+
+def test_broken_foreign_and_code_carrying_model_files_are_refused_with_a_logged_reason(
+    demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issue's model-file faults, each in its own folder beside a good one (no manifest,
+    so only the files themselves can refuse them)."""
+    from repair.keras_env import keras
+
+    models = tmp_path / "models"
+    demo = (demo_root / "models" / "demo").resolve()
+    _copy_demo(demo_root, models / "good")
+
+    def folder(name: str, repaired_writer) -> None:  # noqa: ANN001
+        (models / name).mkdir()
+        shutil.copy(demo / "bad.h5", models / name / "bad.h5")
+        repaired_writer(models / name / "repaired.h5")
+
+    data = (demo / "repaired.h5").read_bytes()
+    folder("truncated", lambda p: p.write_bytes(data[: len(data) // 2]))
+
+    def other_architecture(path: Path) -> None:  # a CIFAR-sized net: 32x32x3 in, 10 out
+        inputs = keras.Input((32, 32, 3))
+        hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+        outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(hidden))
+        keras.Model(inputs, outputs).save(str(path), save_format="h5")
+
+    folder("other_architecture", other_architecture)
+
+    def code_carrying(path: Path) -> None:  # a Lambda layer: code that load_model would run
+        inputs = keras.Input((55, 47, 3))
+        hidden = keras.layers.Lambda(lambda t: t * 2)(inputs)
+        outputs = keras.layers.Dense(200, activation="softmax")(keras.layers.Flatten()(hidden))
+        keras.Model(inputs, outputs).save(str(path), save_format="h5")
+
+    folder("lambda_layer", code_carrying)
+
+    def foreign_weights(path: Path) -> None:  # weights-only, of layers DeepID does not have
+        inputs = keras.Input((55, 47, 3))
+        outputs = keras.layers.Dense(200, name="mystery")(keras.layers.Flatten()(inputs))
+        keras.Model(inputs, outputs).save_weights(str(path), save_format="h5")
+
+    folder("foreign_weights", foreign_weights)
+    _copy_demo(demo_root, models / "bad_hash")
+    manifest = json.loads((models / "bad_hash" / "manifest.json").read_text())
+    manifest["files"]["bad.h5"] = "0" * 64
+    (models / "bad_hash" / "manifest.json").write_text(json.dumps(manifest))
+
+    registry = Registry(models, runtime="tensorflow")
+    with caplog.at_level(logging.WARNING):
+        registry.refresh()
+    assert sorted(registry.pairs()) == ["good"]
+    reasons = {
+        "truncated": "HDF5",
+        "other_architecture": "differ in input shape or class count",
+        "lambda_layer": "Lambda",
+        "foreign_weights": "no 'output' layer",
+        "bad_hash": "SHA-256",
+    }
+    for name, reason in reasons.items():
+        assert reason in registry.refused[name], (name, registry.refused[name])
+        assert any(name in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    assert registry.get("good").classify(np.zeros((2, 55, 47, 3), np.float32)).label.shape == (2,)
