@@ -22,7 +22,7 @@ from app.images import DecodedImage, decode_image
 from app.limits import BodySizeLimit, BodyTooLarge
 from app.metrics import BATCH_IMAGES, FLAGGED, IMAGES, MODELS_SERVED, REGISTRY
 from app.registry import Registry
-from app.repair_jobs import JobConflict, RepairJobs
+from app.repair_jobs import JobConflict, RepairJobs, discard_partials
 from app.request_metrics import RequestMetrics
 from app.schemas import PREDICT_REQUEST_BODY, PredictResponse, RepairRequest
 from app.settings import Settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(discard_partials, settings.models_dir)
         await run_in_threadpool(registry.refresh)
         MODELS_SERVED.set(len(registry.pairs()))
         watcher = asyncio.create_task(_watch_models(registry, settings.reload_interval_s))

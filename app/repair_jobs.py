@@ -138,6 +138,14 @@ def _death_message(exitcode: int | None) -> str:
     return f"repair worker exited with code {exitcode} without a result"
 
 
+def discard_partials(models_dir: Path) -> None:
+    """At start-up: remove what repairs killed with the last process left behind."""
+    versions = models_dir / ".versions"
+    if versions.is_dir():
+        for folder in versions.iterdir():
+            _discard_partial(models_dir / folder.name)
+
+
 def _discard_partial(out: Path) -> None:
     """Remove a dead worker's staging folder, so a failed repair leaves no partial files."""
     import repair

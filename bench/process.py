@@ -1,5 +1,6 @@
 """Run a uvicorn server in a subprocess on loopback (used by the benchmark and the tests)."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -23,12 +24,20 @@ class ServerProcess:
     """``uvicorn TARGET`` on 127.0.0.1 with ``env`` added; ``url`` is its base address."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, target: str = "app.main:app", workers: int = 1
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        target: str = "app.main:app",
+        workers: int = 1,
+        log_level: str = "warning",
+        wrapper: tuple[str, ...] = (),
     ) -> None:
+        """``wrapper`` is a command the server runs under (it must ``exec`` its arguments)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         command = [
+            *wrapper,
             sys.executable,
             "-m",
             "uvicorn",
@@ -38,7 +47,7 @@ class ServerProcess:
             "--port",
             str(self.port),
             "--log-level",
-            "warning",
+            log_level,
             "--workers",
             str(workers),
         ]
@@ -67,7 +76,7 @@ class ServerProcess:
 
     def rss_mb(self) -> float:
         """Resident memory of the server and its worker processes, in MiB."""
-        pids = [self.process.pid, *_children(self.process.pid)]
+        pids = [self.process.pid, *children(self.process.pid)]
         total_kb = 0
         for pid in pids:
             try:
@@ -87,10 +96,11 @@ class ServerProcess:
         self._log.close()
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    kids = [int(p) for p in text.split()]
-    return kids + [g for k in kids for g in _children(k)]
+def children(pid: int) -> list[int]:
+    """Descendants of ``pid``: children of each of its threads (a process started from a
+    thread is that thread's child), recursively."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            kids += [int(p) for p in (task / "children").read_text().split()]
+    return kids + [g for k in kids for g in children(k)]

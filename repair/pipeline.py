@@ -26,7 +26,7 @@ from repair.model_io import (
     save_model_file,
     weights_digest,
 )
-from repair.publish import new_version_id, publish, staging_folder
+from repair.publish import ensure_writable, new_version_id, publish, staging_folder
 from repair.report import library_versions, plot_pruning
 
 ProgressCallback = Callable[[str, float], None]
@@ -86,6 +86,8 @@ def fine_prune_to_folder(
         if inputs.clean_test is not None:
             test = load_dataset(inputs.clean_test)
             check_fits_model(test, input_shape, num_classes, "clean test data")
+    # B, B' (same size), the plot and the manifest: fail now, not after the training.
+    ensure_writable(out, 2 * Path(inputs.bad_model).stat().st_size + 4 * 2**20)
     tune, holdout = _split(clean, options.holdout_fraction, options.seed)
     evaluation = test if test is not None else holdout
     bad_digest = weights_digest(bad)

@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from repair.errors import RepairError
+
 VERSIONS_DIR = ".versions"
 STAGING_PREFIX = ".staging-"
 
@@ -23,6 +25,24 @@ def staging_folder(out: Path) -> Path:
     versions.mkdir(parents=True, exist_ok=True)
     # The writer's id in the name tells a dead writer's leftovers from a live one's.
     return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_writer_tag()}_", dir=versions))
+
+
+def ensure_writable(out: Path, needed_bytes: int) -> None:
+    """Fail before any training when ``out``'s versions folder cannot take a new version:
+    not creatable, not writable, or less than ``needed_bytes`` free."""
+    versions = out.parent / VERSIONS_DIR / out.name
+    try:
+        versions.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_writer_tag()}_", dir=versions))
+        probe.rmdir()
+    except OSError as exc:
+        raise RepairError(f"model folder {out} is not writable: {exc}") from exc
+    free = shutil.disk_usage(versions).free
+    if free < needed_bytes:
+        raise RepairError(
+            f"not enough space for a new version of {out}: {free / 2**20:.1f} MiB free, "
+            f"about {needed_bytes / 2**20:.1f} MiB needed"
+        )
 
 
 def new_version_id() -> str:

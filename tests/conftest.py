@@ -48,7 +48,7 @@ def demo_manifest(demo_root: Path) -> dict:
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
-def _copy_models(demo_root: Path, target: Path) -> Path:
+def copy_models(demo_root: Path, target: Path) -> Path:
     """A models folder for one service: a copy of the demo, plus a CSAW pair (sunglasses as
     B, multi-trigger as B') linked from ../shared when it is there."""
     import shutil
@@ -65,7 +65,11 @@ def _copy_models(demo_root: Path, target: Path) -> Path:
     return models
 
 
-def _start_service(models: Path, demo_root: Path, log: Path, **env: str):  # noqa: ANN202
+def start_service(
+    models: Path, demo_root: Path, log: Path, options: dict | None = None, **env: str
+):  # noqa: ANN202
+    """The real service on ``models``, with the demo data as DATA_DIR; waits until ready.
+    ``options`` go to :class:`tests.service.RunningService` (log level, wrapper)."""
     from tests.service import RunningService
 
     running = RunningService(
@@ -78,6 +82,7 @@ def _start_service(models: Path, demo_root: Path, log: Path, **env: str):  # noq
             **env,
         },
         log,
+        **(options or {}),
     )
     running.models_dir = models
     running.wait_ready()
@@ -87,13 +92,13 @@ def _start_service(models: Path, demo_root: Path, log: Path, **env: str):  # noq
 @pytest.fixture(scope="session")
 def served_models(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The read-only service's models folder."""
-    return _copy_models(demo_root, tmp_path_factory.mktemp("served"))
+    return copy_models(demo_root, tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture(scope="session")
 def service(served_models: Path, demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """The real service on loopback, for predictions (no repair changes its models)."""
-    running = _start_service(
+    running = start_service(
         served_models, demo_root, tmp_path_factory.mktemp("logs") / "service.log"
     )
     try:
@@ -106,8 +111,8 @@ def service(served_models: Path, demo_root: Path, tmp_path_factory: pytest.TempP
 def admin_service(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """A service of its own, with an admin token, whose models the admin tests repair."""
     root = tmp_path_factory.mktemp("admin")
-    running = _start_service(
-        _copy_models(demo_root, root), demo_root, root / "service.log", ADMIN_TOKEN=ADMIN_TOKEN
+    running = start_service(
+        copy_models(demo_root, root), demo_root, root / "service.log", ADMIN_TOKEN=ADMIN_TOKEN
     )
     try:
         yield running

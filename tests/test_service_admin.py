@@ -9,30 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.admin import AUTH, DEMO_REPAIR, served_version, start_repair, wait_for_job
 from tests.conftest import ADMIN_TOKEN
 from tests.images import h5_images
-
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-QUICK = {"epochs": 2}
-
-
-def _start(url: str, body: dict, headers: dict | None = None) -> httpx.Response:
-    return httpx.post(url + "/repair", json=body, headers=headers or AUTH, timeout=30)
-
-
-def _wait(url: str, job_id: str, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{url}/repair/{job_id}", headers=AUTH).json()
-        if status["status"] in ("succeeded", "failed"):
-            return status
-        time.sleep(0.5)
-    raise TimeoutError(f"repair {job_id} did not finish")
-
-
-def _version(url: str) -> str:
-    models = httpx.get(url + "/models").json()["models"]
-    return next(m["version"] for m in models if m["name"] == "demo")
 
 
 def test_admin_is_forbidden_without_a_configured_token(
@@ -47,8 +26,8 @@ def test_admin_is_forbidden_without_a_configured_token(
     try:
         running.wait_ready()
         body = {"model": "demo", "clean_data": "demo/clean_validation.h5"}
-        assert _start(running.url, body).status_code == 403
-        assert _start(running.url, body, {}).status_code == 403
+        assert start_repair(running.url, body).status_code == 403
+        assert start_repair(running.url, body, {}).status_code == 403
         assert httpx.get(running.url + "/repair/x", headers=AUTH).status_code == 403
     finally:
         running.stop()
@@ -56,18 +35,20 @@ def test_admin_is_forbidden_without_a_configured_token(
 
 def test_wrong_token_bad_paths_and_unknown_options(admin_service) -> None:
     body = {"model": "demo", "clean_data": "demo/clean_validation.h5"}
-    assert _start(admin_service.url, body, {"Authorization": "Bearer wrong"}).status_code == 401
-    assert _start(admin_service.url, body, {"Authorization": ADMIN_TOKEN}).status_code == 401
-    outside = _start(admin_service.url, {**body, "clean_data": "../../etc/passwd"})
+    assert (
+        start_repair(admin_service.url, body, {"Authorization": "Bearer wrong"}).status_code == 401
+    )
+    assert start_repair(admin_service.url, body, {"Authorization": ADMIN_TOKEN}).status_code == 401
+    outside = start_repair(admin_service.url, {**body, "clean_data": "../../etc/passwd"})
     assert outside.status_code == 400 and "outside" in outside.json()["error"]
-    assert _start(admin_service.url, {**body, "clean_data": "/etc/passwd"}).status_code == 400
-    assert _start(admin_service.url, {**body, "options": {"bogus": 1}}).status_code == 422
-    assert _start(admin_service.url, {**body, "model": "nope"}).status_code == 404
+    assert start_repair(admin_service.url, {**body, "clean_data": "/etc/passwd"}).status_code == 400
+    assert start_repair(admin_service.url, {**body, "options": {"bogus": 1}}).status_code == 422
+    assert start_repair(admin_service.url, {**body, "model": "nope"}).status_code == 404
 
 
 def test_repair_swaps_under_load_with_no_failed_request(admin_service, demo_root: Path) -> None:
     url = admin_service.url
-    before = _version(url)
+    before = served_version(url)
     images, _ = h5_images(demo_root / "data" / "demo" / "clean_test.h5", 4)
     files = [("file", (f"{i}.png", b, "image/png")) for i, b in enumerate(images)]
     failures: list[str] = []
@@ -87,23 +68,17 @@ def test_repair_swaps_under_load_with_no_failed_request(admin_service, demo_root
     for worker in workers:
         worker.start()
     try:
-        body = {
-            "model": "demo",
-            "clean_data": "demo/clean_validation.h5",
-            "poisoned_data": ["demo/poisoned_test_sunglasses.h5"],
-            "clean_test": "demo/clean_test.h5",
-            "options": QUICK,
-        }
-        started = _start(url, body)
+        body = DEMO_REPAIR
+        started = start_repair(url, body)
         assert started.status_code == 202, started.text
         job_id = started.json()["job_id"]
-        second = _start(url, body)
+        second = start_repair(url, body)
         assert second.status_code == 409
-        status = _wait(url, job_id)
+        status = wait_for_job(url, job_id)
         assert status["status"] == "succeeded", status
         assert status["metrics"]["filter"]["clean_accuracy"] is not None
         deadline = time.monotonic() + 10
-        while _version(url) == before and time.monotonic() < deadline:
+        while served_version(url) == before and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.0)  # requests keep flowing on the new version
     finally:
@@ -111,7 +86,7 @@ def test_repair_swaps_under_load_with_no_failed_request(admin_service, demo_root
         for worker in workers:
             worker.join()
     assert failures == []
-    after = _version(url)
+    after = served_version(url)
     assert after == status["version"] != before
     assert {before, after} <= versions  # answers came from both versions, none failed
 
@@ -123,24 +98,24 @@ def test_repair_swaps_under_load_with_no_failed_request(admin_service, demo_root
         timeout=120,
     )
     deadline = time.monotonic() + 15
-    while _version(url) != before and time.monotonic() < deadline:
+    while served_version(url) != before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _version(url) == before
+    assert served_version(url) == before
 
 
 def test_failed_repair_leaves_the_serving_models_untouched(admin_service, demo_root: Path) -> None:
     import h5py
 
     url = admin_service.url
-    before = _version(url)
+    before = served_version(url)
     broken = demo_root / "data" / "demo" / "broken_clean.h5"
     with h5py.File(broken, "w") as handle:
         handle.create_dataset("label", data=[0.0])
-    started = _start(url, {"model": "demo", "clean_data": "demo/broken_clean.h5"})
+    started = start_repair(url, {"model": "demo", "clean_data": "demo/broken_clean.h5"})
     assert started.status_code == 202
-    status = _wait(url, started.json()["job_id"])
+    status = wait_for_job(url, started.json()["job_id"])
     assert status["status"] == "failed" and "data" in status["error"]
-    assert _version(url) == before
+    assert served_version(url) == before
     images, _ = h5_images(demo_root / "data" / "demo" / "clean_test.h5", 1)
     response = httpx.post(url + "/predict", files=[("file", ("a.png", images[0], "image/png"))])
     assert response.status_code == 200 and response.json()["version"] == before
