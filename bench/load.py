@@ -34,6 +34,14 @@ def require_hey() -> str:
 def multipart_body(images: list[bytes], folder: Path) -> tuple[Path, str]:
     """Write a multipart/form-data body with one ``file`` part per image; return its path
     and content type."""
+    body, content_type = multipart_bytes(images)
+    path = folder / f"body-{len(images)}-{content_type[-8:]}.bin"
+    path.write_bytes(body)
+    return path, content_type
+
+
+def multipart_bytes(images: list[bytes]) -> tuple[bytes, str]:
+    """A multipart/form-data body with one ``file`` part per image, and its content type."""
     boundary = uuid.uuid4().hex
     parts = []
     for index, data in enumerate(images):
@@ -44,9 +52,7 @@ def multipart_body(images: list[bytes], folder: Path) -> tuple[Path, str]:
             + b"\r\n"
         )
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    path = folder / f"body-{len(images)}-{boundary[:8]}.bin"
-    path.write_bytes(body)
-    return path, f"multipart/form-data; boundary={boundary}"
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def run_hey(

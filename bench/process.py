@@ -74,9 +74,10 @@ class ServerProcess:
             time.sleep(0.5)
         raise TimeoutError(f"server not ready: {self.log_path.read_text()[-3000:]}")
 
-    def rss_mb(self) -> float:
-        """Resident memory of the server and its worker processes, in MiB."""
-        pids = [self.process.pid, *children(self.process.pid)]
+    def rss_mb(self, include_children: bool = True) -> float:
+        """Resident memory of the server (and, with ``include_children``, every process it started:
+        uvicorn workers, repair workers), in MiB."""
+        pids = [self.process.pid, *(descendants(self.process.pid) if include_children else [])]
         total_kb = 0
         for pid in pids:
             try:
@@ -96,11 +97,11 @@ class ServerProcess:
         self._log.close()
 
 
-def children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Descendants of ``pid``: children of each of its threads (a process started from a
     thread is that thread's child), recursively."""
     kids: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         with contextlib.suppress(OSError):
             kids += [int(p) for p in (task / "children").read_text().split()]
-    return kids + [g for k in kids for g in children(k)]
+    return kids + [g for k in kids for g in descendants(k)]

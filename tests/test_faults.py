@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.process import children
+from bench.process import descendants
 from repair.publish import discard_partial
 from tests.admin import DEMO_REPAIR, served_version, start_repair, wait_for_job
 from tests.conftest import ADMIN_TOKEN, ROOT, copy_models, start_service
@@ -37,7 +37,7 @@ def _leftovers(models: Path) -> list[str]:
 
 def _repair_worker_pid(service_pid: int) -> int:
     """The spawned repair worker among the service's children (not the resource tracker)."""
-    for child in children(service_pid):
+    for child in descendants(service_pid):
         if "spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"):
             return int(child)
     raise LookupError("no repair worker process")
