@@ -25,7 +25,7 @@ from app.registry import Registry
 from app.repair_jobs import JobConflict, RepairJobs, discard_partials
 from app.request_metrics import RequestMetrics
 from app.schemas import PREDICT_REQUEST_BODY, PredictResponse, RepairRequest
-from app.settings import Settings
+from app.settings import Settings, telemetry_config
 
 log = logging.getLogger("app")
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "model B and its fine-pruned repair B' disagree: a backdoor trigger.",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=telemetry_config(settings.opentelemetry),
     )
     app.state.settings, app.state.registry, app.state.jobs = settings, registry, jobs
     _install_error_handlers(app)

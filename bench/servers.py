@@ -14,13 +14,14 @@ from fastapi.concurrency import run_in_threadpool
 import app  # noqa: F401 - Keras 2 environment
 from app.images import decode_image
 from app.main import _read_uploads
-from app.settings import Settings
+from app.settings import Settings, telemetry_config
 
 SETTINGS = Settings.from_env()
 SIZE_HW = (55, 47)
 
-http_limit_app = FastAPI()
-naive_app = FastAPI()
+# Configured as the product is (FastAPI's OpenTelemetry hooks off unless OPENTELEMETRY=1).
+http_limit_app = FastAPI(telemetry=telemetry_config(SETTINGS.opentelemetry))
+naive_app = FastAPI(telemetry=telemetry_config(SETTINGS.opentelemetry))
 
 
 @http_limit_app.post("/predict")
