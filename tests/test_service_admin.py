@@ -33,7 +33,7 @@ def test_admin_is_forbidden_without_a_configured_token(
         running.stop()
 
 
-def test_wrong_token_bad_paths_and_unknown_options(admin_service) -> None:
+def test_wrong_token_bad_paths_and_unknown_options(admin_service, demo_root: Path) -> None:
     body = {"model": "demo", "clean_data": "demo/clean_validation.h5"}
     assert (
         start_repair(admin_service.url, body, {"Authorization": "Bearer wrong"}).status_code == 401
@@ -42,6 +42,21 @@ def test_wrong_token_bad_paths_and_unknown_options(admin_service) -> None:
     outside = start_repair(admin_service.url, {**body, "clean_data": "../../etc/passwd"})
     assert outside.status_code == 400 and "outside" in outside.json()["error"]
     assert start_repair(admin_service.url, {**body, "clean_data": "/etc/passwd"}).status_code == 400
+    # A symbolic link inside DATA_DIR that leads out of it is refused too.
+    escape = demo_root / "data" / "escape-link"
+    escape.symlink_to("/")
+    try:
+        linked = start_repair(admin_service.url, {**body, "clean_data": "escape-link"})
+        assert linked.status_code == 400 and "outside" in linked.json()["error"]
+    finally:
+        escape.unlink()
+    # A body that is not JSON: 415; any body from a stranger: 401, before it is even parsed.
+    text = httpx.post(
+        admin_service.url + "/repair", content=b"x", headers={**AUTH, "content-type": "text/plain"}
+    )
+    assert text.status_code == 415
+    stranger = httpx.post(admin_service.url + "/repair", content=b"{", headers={})
+    assert stranger.status_code == 401
     assert start_repair(admin_service.url, {**body, "options": {"bogus": 1}}).status_code == 422
     assert start_repair(admin_service.url, {**body, "model": "nope"}).status_code == 404
 
