@@ -138,15 +138,18 @@ async def _soak(server: ServerProcess, images: list, args: argparse.Namespace) -
                 "clean_test": "demo/clean_test.h5",
                 "options": {"epochs": args.repair_epochs},
             }
-            async with client.post("/repair", json=body, headers=headers) as response:
-                job = await response.json()
-            while True:
-                await asyncio.sleep(1)
-                async with client.get(f"/repair/{job['job_id']}", headers=headers) as response:
-                    status = await response.json()
-                if status["status"] in ("succeeded", "failed"):
-                    status["finished_after_s"] = round(time.monotonic() - started, 1)
-                    return status
+            # Its own connection: the load's 64 are all busy.
+            async with aiohttp.ClientSession(server.url, timeout=timeout) as admin:
+                async with admin.post("/repair", json=body, headers=headers) as response:
+                    job = await response.json()
+                while True:
+                    await asyncio.sleep(1)
+                    url = f"/repair/{job['job_id']}"
+                    async with admin.get(url, headers=headers) as response:
+                        status = await response.json()
+                    if status["status"] in ("succeeded", "failed"):
+                        status["finished_after_s"] = round(time.monotonic() - started, 1)
+                        return status
 
         tasks = [one_client(i) for i in range(args.concurrency)] + [sample_memory()]
         repair_task = asyncio.ensure_future(repair_during_load()) if args.repair else None
