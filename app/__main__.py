@@ -8,7 +8,12 @@ from app.settings import Settings
 def main() -> None:
     settings = Settings.from_env()
     uvicorn.run(
-        "app.main:app", host=settings.host, port=settings.port, log_level=settings.log_level
+        "app.main:app",
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        workers=settings.workers,
+        http=settings.http_parser,  # auto: httptools (faster); h11 limits the head itself
     )
 
 

@@ -19,7 +19,7 @@ from app.access import AccessControl
 from app.batcher import MicroBatcher
 from app.errors import ServiceError
 from app.images import DecodedImage, decode_image
-from app.limits import BodySizeLimit, BodyTooLarge
+from app.limits import BodyTooLarge, RequestSizeLimit
 from app.metrics import BATCH_IMAGES, FLAGGED, IMAGES, MODELS_SERVED, REGISTRY
 from app.registry import Registry
 from app.repair_jobs import JobConflict, RepairJobs, discard_partials
@@ -189,7 +189,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ServiceError(404, f"unknown repair job {job_id!r}")
         return job.describe()
 
-    return BodySizeLimit(RequestMetrics(app), settings.max_upload_bytes)  # type: ignore[return-value]
+    limited = RequestSizeLimit(
+        RequestMetrics(app), settings.max_upload_bytes, settings.max_header_bytes
+    )
+    return limited  # type: ignore[return-value]
 
 
 async def _read_uploads(request: Request, settings: Settings) -> list[tuple[str, bytes]]:

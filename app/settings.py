@@ -31,6 +31,7 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     rate_limit: str | None = None
     max_upload_bytes: int = 8 * 1024 * 1024
+    max_header_bytes: int = 16384
     max_image_pixels: int = 4096 * 4096
     max_files: int = 256
     reload_interval_s: float = 2.0
@@ -41,6 +42,7 @@ class Settings:
     onnx_max_batch: int = 16
     host: str = "127.0.0.1"
     port: int = 8000
+    http_parser: str = "auto"
     log_level: str = "info"
     opentelemetry: bool = False
 
@@ -57,6 +59,7 @@ class Settings:
             ),
             rate_limit=os.environ.get("RATE_LIMIT") or None,
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 8 * 1024 * 1024),
+            max_header_bytes=_int("MAX_HEADER_BYTES", 16384),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 4096 * 4096),
             max_files=_int("MAX_FILES", 256),
             reload_interval_s=_float("RELOAD_INTERVAL_S", 2.0),
@@ -67,6 +70,7 @@ class Settings:
             onnx_max_batch=_int("ONNX_MAX_BATCH", 16),
             host=os.environ.get("HOST", "127.0.0.1"),
             port=_int("PORT", 8000),
+            http_parser=os.environ.get("HTTP_PARSER", "auto"),
             log_level=os.environ.get("LOG_LEVEL", "info"),
             opentelemetry=os.environ.get("OPENTELEMETRY", "0").lower() in ("1", "true", "yes"),
         )
