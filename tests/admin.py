@@ -22,14 +22,16 @@ def start_repair(url: str, body: dict, headers: dict | None = None) -> httpx.Res
     return httpx.post(url + "/repair", json=body, headers=headers or AUTH, timeout=30)
 
 
-def wait_for_job(url: str, job_id: str, timeout_s: float = 300, until=None) -> dict:  # noqa: ANN001
+def wait_for_job(  # noqa: ANN001
+    url: str, job_id: str, timeout_s: float = 300, until=None, poll_s: float = 0.2
+) -> dict:
     """Poll the job until it is final (or ``until(status)`` holds); return its status."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = httpx.get(f"{url}/repair/{job_id}", headers=AUTH).json()
         if status["status"] in ("succeeded", "failed") or (until and until(status)):
             return status
-        time.sleep(0.2)
+        time.sleep(poll_s)
     raise TimeoutError(f"repair {job_id} did not get there in {timeout_s} s")
 
 

@@ -144,6 +144,42 @@ def test_publisher_killed_mid_swap_leaves_a_complete_version_that_serves(
         service.stop()
 
 
+def test_service_killed_while_a_repair_writes_comes_back_serving_a_complete_version(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the service and its repair worker while the worker writes and publishes the
+    new version, restart the service on the same folder: it serves the old version or the
+    new one, whole, and the dead worker's partial files are gone."""
+    models = copy_models(demo_root, tmp_path)
+    service = start_service(models, demo_root, tmp_path / "log1", ADMIN_TOKEN=ADMIN_TOKEN)
+    killed_while_writing = False
+    try:
+        before = served_version(service.url)
+        for _ in range(3):  # the write stage lasts about a second: catch it, or try again
+            job = start_repair(service.url, DEMO_REPAIR).json()["job_id"]
+            status = wait_for_job(
+                service.url, job, until=lambda s: s["stage"] == "write", poll_s=0.02
+            )
+            if status["status"] == "running":
+                for pid in [*descendants(service.process.pid), service.process.pid]:
+                    os.kill(pid, signal.SIGKILL)
+                killed_while_writing = True
+                break
+    finally:
+        service.stop()
+    assert killed_while_writing
+    restarted = start_service(models, demo_root, tmp_path / "log2", ADMIN_TOKEN=ADMIN_TOKEN)
+    try:
+        serving = served_version(restarted.url)
+        assert serving == _complete_version(models / "demo")
+        assert serving >= before  # the old version, or the one the killed repair published
+        response = httpx.post(restarted.url + "/predict", files=_one_image(demo_root))
+        assert response.status_code == 200 and response.json()["version"] == serving
+        assert _leftovers(models) == []  # removed at start-up
+    finally:
+        restarted.stop()
+
+
 def _user_namespaces_work() -> bool:
     try:
         probe = ["unshare", "--user", "--map-root-user", "--mount", "true"]
