@@ -32,9 +32,7 @@ def ensure_writable(out: Path, needed_bytes: int) -> None:
     not creatable, not writable, or less than ``needed_bytes`` free."""
     versions = out.parent / VERSIONS_DIR / out.name
     try:
-        versions.mkdir(parents=True, exist_ok=True)
-        probe = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_writer_tag()}_", dir=versions))
-        probe.rmdir()
+        staging_folder(out).rmdir()
     except OSError as exc:
         raise RepairError(f"model folder {out} is not writable: {exc}") from exc
     free = shutil.disk_usage(versions).free
@@ -130,7 +128,12 @@ def discard_partial(out: Path) -> list[Path]:
 
 def _writer_tag() -> str:
     """``PID_HOST``: replicas sharing a models volume have their own process ids."""
-    return f"{os.getpid()}_{socket.gethostname().replace('_', '-')}"
+    return f"{os.getpid()}_{_host()}"
+
+
+def _host() -> str:
+    """This host's name, with ``_`` (the tag's separator) replaced."""
+    return socket.gethostname().replace("_", "-")
 
 
 def _writer_alive(path: Path) -> bool:
@@ -146,7 +149,7 @@ def _writer_alive(path: Path) -> bool:
     host = rest.split("_", 1)[0]
     if not pid_text.isdigit():
         return False  # names of older releases carry no writer
-    if host != socket.gethostname().replace("_", "-"):
+    if host != _host():
         return True
     try:
         os.kill(int(pid_text), 0)
