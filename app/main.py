@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
 
+from app import heap
 from app.access import AccessControl
 from app.batcher import MicroBatcher
 from app.errors import ServiceError
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(discard_partials, settings.models_dir)
         await run_in_threadpool(registry.refresh)
         MODELS_SERVED.set(len(registry.pairs()))
+        heap.settle()  # after the models, before the first request
         watcher = asyncio.create_task(_watch_models(registry, settings.reload_interval_s))
         yield
         watcher.cancel()
@@ -259,18 +261,30 @@ def _data_path(settings: Settings, relative: str) -> Path:
 
 
 async def _watch_models(registry: Registry, interval_s: float) -> None:
-    """Pick up versions published by other processes (repairs of another replica)."""
+    """Pick up versions published by other processes (repairs of another replica), and
+    settle the heap after any load or swap (see :mod:`app.heap`)."""
+    settled_at = registry.changes
     while True:
         await asyncio.sleep(interval_s)
         try:
             changed = await run_in_threadpool(registry.refresh)
             if changed:
                 MODELS_SERVED.set(len(registry.pairs()))
-            for pair in registry.take_retired(older_than_s=30.0):
-                if pair.batcher is not None:  # requests on the old pair are long done
-                    await pair.batcher.close()
+            retired = await _close_retired(registry)
+            if retired or registry.changes != settled_at:
+                settled_at = registry.changes
+                heap.settle()
         except Exception:  # noqa: BLE001 - keep watching
             log.exception("model refresh failed")
+
+
+async def _close_retired(registry: Registry) -> int:
+    """Stop the batchers of pairs swapped out long ago; return how many there were."""
+    retired = registry.take_retired(older_than_s=30.0)
+    for pair in retired:
+        if pair.batcher is not None:  # requests on the old pair are long done
+            await pair.batcher.close()
+    return len(retired)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

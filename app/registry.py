@@ -29,6 +29,7 @@ class Registry:
         self.refused: dict[str, str] = {}
         self._retired: list[tuple[float, ModelPair]] = []
         self._lock = threading.Lock()
+        self.changes = 0  # pairs loaded or removed so far (the heap is settled after each)
 
     def pairs(self) -> dict[str, ModelPair]:
         """A snapshot of the served pairs."""
@@ -70,12 +71,14 @@ class Registry:
                 if name in self._pairs:
                     self._retired.append((time.monotonic(), self._pairs[name]))
                 self._pairs = {**self._pairs, name: pair}
+                self.changes += 1
                 changed.append(name)
                 log.info("serving model %s version %s", name, pair.version)
             for name in set(self._pairs) - set(present):
                 self._retired.append((time.monotonic(), self._pairs[name]))
                 self._pairs = {k: v for k, v in self._pairs.items() if k != name}
                 self._seen.pop(name, None)
+                self.changes += 1
                 log.info("model %s removed", name)
             return changed
 
