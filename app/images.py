@@ -14,10 +14,21 @@ ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "WEBP"})
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """Pixels as float32 (H, W, 3) in [0, 1] at the model's size, and whether it was resized."""
+    """RGB pixels as uint8 (H, W, 3) at the model's size, and whether it was resized."""
 
-    pixels: np.ndarray
+    rgb: np.ndarray
     resized: bool
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """This image alone as the models' input: float32 (H, W, 3) in [0, 1]."""
+        return scale_pixels(self.rgb)
+
+
+def scale_pixels(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (any leading shape) to the models' float32 input in [0, 1]. The service
+    does this once per batch, in the inference thread, not per image on the event loop."""
+    return rgb.astype(np.float32) / np.float32(255.0)
 
 
 def decode_image(data: bytes, name: str, size_hw: tuple[int, int], max_pixels: int) -> DecodedImage:
@@ -68,5 +79,4 @@ def _to_model_input(image: Image.Image, size_hw: tuple[int, int]) -> DecodedImag
     resized = image.size != (width, height)
     if resized:
         image = image.resize((width, height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-    return DecodedImage(pixels, resized)
+    return DecodedImage(np.asarray(image, dtype=np.uint8), resized)

@@ -13,32 +13,35 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.datastructures import UploadFile
 
 from app import heap
 from app.access import AccessControl
 from app.batcher import MicroBatcher
 from app.errors import ServiceError
-from app.images import DecodedImage, decode_image
 from app.limits import BodyTooLarge, RequestSizeLimit
 from app.metrics import BATCH_IMAGES, FLAGGED, IMAGES, MODELS_SERVED, REGISTRY
+from app.pairs import configure_tensorflow_threads
 from app.registry import Registry
 from app.repair_jobs import JobConflict, RepairJobs, discard_partials
 from app.request_metrics import RequestMetrics
 from app.schemas import PREDICT_REQUEST_BODY, PredictResponse, RepairRequest
 from app.settings import Settings, telemetry_config
+from app.uploads import decode_uploads, read_uploads
 
 log = logging.getLogger("app")
-
-INLINE_DECODE_BYTES = 64 * 1024
-"""Uploads up to this size are decoded on the event loop; larger ones in a thread."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
+    configure_tensorflow_threads(settings.infer_threads)
     registry = Registry(
-        settings.models_dir, settings.default_model, settings.runtime, settings.onnx_max_batch
+        settings.models_dir,
+        settings.default_model,
+        settings.runtime,
+        settings.onnx_max_batch,
+        settings.split_batch,
+        settings.infer_threads,
     )
     jobs = RepairJobs(on_success=lambda model: registry.refresh())
     access = AccessControl(settings.api_keys, settings.rate_limit)
@@ -111,22 +114,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batcher = _batcher_for(pair, settings)
         batcher.expect()  # the batcher may wait a moment for this request's images
         try:
-            uploads = await _read_uploads(request, settings)
-            size_hw = pair.input_shape[:2]
-
-            def decode_all() -> list[DecodedImage]:
-                return [
-                    decode_image(data, name, size_hw, settings.max_image_pixels)
-                    for name, data in uploads
-                ]
-
-            if sum(len(data) for _, data in uploads) <= INLINE_DECODE_BYTES:
-                decoded = decode_all()  # cheaper than a thread hop for a few small faces
-            else:
-                decoded = await run_in_threadpool(decode_all)
+            uploads = await read_uploads(request, settings)
+            decoded = await decode_uploads(uploads, pair.input_shape[:2], settings)
         finally:
             batcher.cancel_expectation()
-        batch = np.stack([image.pixels for image in decoded])
+        batch = np.stack([image.rgb for image in decoded])  # uint8: scaled in the batch
         result = await batcher.submit(batch)
         flagged = int(np.sum(result.label == pair.poisoned_label))
         IMAGES.labels(pair.name).inc(len(decoded))
@@ -197,30 +189,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return limited  # type: ignore[return-value]
 
 
-async def _read_uploads(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        try:
-            form = await request.form(max_files=settings.max_files, max_fields=settings.max_files)
-        except BodyTooLarge:
-            raise
-        except Exception as exc:  # malformed multipart, too many parts
-            raise ServiceError(400, f"cannot parse the multipart body: {exc}") from exc
-        files = [item for item in form.getlist("file") if isinstance(item, UploadFile)]
-        if not files:
-            raise ServiceError(422, "no 'file' field with an image in the multipart form")
-        uploads = [(item.filename or f"file{i}", await item.read()) for i, item in enumerate(files)]
-        await form.close()
-        return uploads
-    if content_type.startswith("image/"):
-        return [("body", await request.body())]
-    if not content_type:
-        raise ServiceError(422, "send multipart/form-data with 'file' fields, or an image/* body")
-    raise ServiceError(
-        415, f"unsupported content type {content_type!r}; send multipart/form-data or image/*"
-    )
-
-
 def _batcher_for(pair, settings: Settings) -> MicroBatcher:  # noqa: ANN001
     """The pair's batcher, made on first use (it needs the running event loop)."""
     if pair.batcher is None:
@@ -284,6 +252,7 @@ async def _close_retired(registry: Registry) -> int:
     for pair in retired:
         if pair.batcher is not None:  # requests on the old pair are long done
             await pair.batcher.close()
+        pair.close()
     return len(retired)
 
 

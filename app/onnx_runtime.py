@@ -16,11 +16,12 @@ class OnnxUnavailable(Exception):
 class OnnxPair:
     """An ONNX Runtime session of the fused graph."""
 
-    def __init__(self, model_bytes: bytes) -> None:
+    def __init__(self, model_bytes: bytes, threads: int = 1) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 2
+        options.intra_op_num_threads = threads  # 1: runs in the calling thread, no pool
+        options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(
             model_bytes, options, providers=["CPUExecutionProvider"]
         )
@@ -32,7 +33,7 @@ class OnnxPair:
         return tuple(values[name] for name in OUTPUTS)
 
 
-def convert_checked(fused, input_shape: tuple[int, ...]) -> OnnxPair:  # noqa: ANN001
+def convert_checked(fused, input_shape: tuple[int, ...], threads: int = 1) -> OnnxPair:  # noqa: ANN001
     """Convert the fused ``tf.function`` and check labels equal TensorFlow's on probe images."""
     try:
         import tensorflow as tf
@@ -40,7 +41,7 @@ def convert_checked(fused, input_shape: tuple[int, ...]) -> OnnxPair:  # noqa: A
 
         spec = (tf.TensorSpec((None, *input_shape), tf.float32, name="images"),)
         proto, _ = tf2onnx.convert.from_function(fused, input_signature=spec, opset=17)
-        pair = OnnxPair(proto.SerializeToString())
+        pair = OnnxPair(proto.SerializeToString(), threads)
     except ImportError as exc:
         raise OnnxUnavailable(f"not installed ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - any conversion failure falls back to TF

@@ -20,9 +20,16 @@ class Registry:
         default_model: str | None = None,
         runtime: str = "auto",
         onnx_max_batch: int = 16,
+        split_at: int = 64,
+        threads: int = 1,
     ) -> None:
         self.models_dir = models_dir
-        self._load_options = {"runtime": runtime, "onnx_max_batch": onnx_max_batch}
+        self._load_options = {
+            "runtime": runtime,
+            "onnx_max_batch": onnx_max_batch,
+            "split_at": split_at,
+            "threads": threads,
+        }
         self.default_model = default_model
         self._pairs: dict[str, ModelPair] = {}
         self._seen: dict[str, tuple] = {}  # name -> identity of the folder last tried

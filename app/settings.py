@@ -16,6 +16,11 @@ def telemetry_config(enabled: bool) -> dict[str, bool]:
     return {"tracing": enabled, "metrics": enabled, "logs": enabled}
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the whole machine)."""
+    return len(os.sched_getaffinity(0))
+
+
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
@@ -38,6 +43,8 @@ class Settings:
     max_batch: int = 256
     max_batch_wait_ms: float = 2.0
     workers: int = 1
+    infer_threads: int = 1
+    split_batch: int = 64
     runtime: str = "auto"
     onnx_max_batch: int = 16
     host: str = "127.0.0.1"
@@ -66,6 +73,8 @@ class Settings:
             max_batch=_int("MAX_BATCH", 256),
             max_batch_wait_ms=_float("MAX_BATCH_WAIT_MS", 2.0),
             workers=_int("WORKERS", 1),
+            infer_threads=_int("INFER_THREADS", 1),
+            split_batch=_int("SPLIT_BATCH", 64),
             runtime=os.environ.get("RUNTIME", "auto"),
             onnx_max_batch=_int("ONNX_MAX_BATCH", 16),
             host=os.environ.get("HOST", "127.0.0.1"),

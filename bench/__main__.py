@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 import app  # noqa: F401 - Keras 2 environment before TensorFlow loads
 from bench.load import LoadResult, multipart_body, require_hey, run_hey
+from bench.model_limit import LARGE_BATCH
 from bench.process import ROOT, ServerProcess
 
 RESULTS = ROOT / "bench" / "results"
@@ -38,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     images = _demo_images(folder)
     results: dict = {"machine": _machine(), "quick": args.quick, "duration_s": duration}
 
-    results["model_limit"] = _model_limit(folder, images, duration)
+    results["model_limit"] = _model_limit(folder, duration)
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     single, single_type = multipart_body(images[:1], tmp)
     many, many_type = multipart_body(images[:32], tmp)
-    env = {"MODELS_DIR": str(args.models_dir), "DEFAULT_MODEL": "demo"}
+    env = {"MODELS_DIR": str(args.models_dir), "DEFAULT_MODEL": "demo", "WORKERS": "1"}
 
     def load(server: ServerProcess, body: Path, kind: str, c: int, n: int) -> LoadResult:
         run_hey(server.url + "/predict", body, kind, c, 1.0, n)  # warm-up
@@ -59,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     for workers in (1, 2):
         started = time.perf_counter()
         with _server(
-            env, tmp / f"product{workers}.log", "app.main:app", "/ready", workers
+            {**env, "WORKERS": str(workers)},
+            tmp / f"product{workers}.log",
+            "app.main:app",
+            "/ready",
+            workers,
         ) as server:
             ready_s = time.perf_counter() - started
             rss_start = server.rss_mb()
@@ -84,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = product[best]
     limit = max(
         v["images_per_s"]
-        for v in results["model_limit"].values()
-        if isinstance(v, dict) and "images_per_s" in v
+        for k, v in results["model_limit"].items()
+        if isinstance(v, dict) and k.endswith(f"_b{LARGE_BATCH}")
     )
     results["ratios"] = {
         "batched_vs_limit": chosen["batch32_c8"]["images_per_s"] / limit,
@@ -135,37 +141,15 @@ def _demo_images(folder: Path) -> list[bytes]:
     return out
 
 
-def _model_limit(folder: Path, images: list[bytes], duration: float) -> dict:
-    """Images/s of the fused graph alone, and one-image latency, per runtime."""
-    import tensorflow as tf
-
-    from app.images import decode_image
-    from app.pairs import load_pair
-
-    started = time.perf_counter()
-    pair = load_pair(folder)
-    load_s = time.perf_counter() - started
-    x = np.stack([decode_image(b, "x", (55, 47), 1 << 30).pixels for b in images])
-    big = np.concatenate([x] * 8)  # 256 images
-    out: dict = {"load_pair_s": round(load_s, 3)}
-    runners = {"tensorflow": lambda b: pair._fused(tf.constant(b))}
-    if pair._onnx is not None:
-        runners["onnxruntime"] = pair._onnx.run
-    for name, batch, run in [
-        (f"{runtime}_b{len(batch)}", batch, run)
-        for runtime, run in runners.items()
-        for batch in (big, x[:1])
-    ]:
-        run(batch)
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < duration / 4:
-            run(batch)
-            count += 1
-        elapsed = time.perf_counter() - started
-        out[name] = {
-            "images_per_s": count * len(batch) / elapsed,
-            "ms_per_call": 1000 * elapsed / count,
-        }
+def _model_limit(folder: Path, duration: float) -> dict:
+    """The fused graph alone, per runtime and thread setting (see bench.model_limit)."""
+    out: dict = {}
+    for mode in ("default", "serving"):
+        command = [sys.executable, "-m", "bench.model_limit", str(folder), str(duration), mode]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        out[f"load_pair_{mode}_s"] = measured.pop("load_pair_s")
+        out.update(measured)
     return out
 
 

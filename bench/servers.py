@@ -1,42 +1,60 @@
-"""Reference servers for the benchmark, on the same stack as the product (FastAPI, uvicorn).
+"""Reference servers for the benchmark, on the same stack as the product.
 
-* ``http_limit_app``: parses the same multipart uploads and decodes the images exactly as
-  the service does, then answers without running any model (the HTTP limit).
+* ``http_limit_app``: the service's own stack (FastAPI, uvicorn, its size-limit and metrics
+  middleware, its upload reading and decoding, its settled heap) answering without any
+  model: the HTTP limit.
 * ``naive_app``: one ``predict()`` per model per request, as the CSAW evaluation scripts do.
 """
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
-import app  # noqa: F401 - Keras 2 environment
+from app import heap
 from app.images import decode_image
-from app.main import _read_uploads
+from app.limits import RequestSizeLimit
+from app.request_metrics import RequestMetrics
 from app.settings import Settings, telemetry_config
+from app.uploads import decode_uploads, read_uploads
 
 SETTINGS = Settings.from_env()
 SIZE_HW = (55, 47)
 
+
+@contextlib.asynccontextmanager
+async def _settled(_: FastAPI) -> AsyncIterator[None]:
+    heap.settle()  # as the service does once its models are loaded
+    yield
+
+
 # Configured as the product is (FastAPI's OpenTelemetry hooks off unless OPENTELEMETRY=1).
-http_limit_app = FastAPI(telemetry=telemetry_config(SETTINGS.opentelemetry))
+_http_limit = FastAPI(telemetry=telemetry_config(SETTINGS.opentelemetry), lifespan=_settled)
 naive_app = FastAPI(telemetry=telemetry_config(SETTINGS.opentelemetry))
 
 
-@http_limit_app.post("/predict")
-async def decode_only(request: Request) -> dict:
-    uploads = await _read_uploads(request, SETTINGS)
-    decoded = await run_in_threadpool(
-        lambda: [decode_image(d, n, SIZE_HW, SETTINGS.max_image_pixels) for n, d in uploads]
+@_http_limit.post("/predict")
+async def decode_only(request: Request) -> JSONResponse:
+    uploads = await read_uploads(request, SETTINGS)
+    decoded = await decode_uploads(uploads, SIZE_HW, SETTINGS)
+    return JSONResponse(
+        {
+            "model": "none",
+            "predictions": [
+                {"filename": name, "resized": image.resized}
+                for (name, _), image in zip(uploads, decoded, strict=True)
+            ],
+        }
     )
-    return {
-        "predictions": [
-            {"filename": n, "resized": i.resized}
-            for (n, _), i in zip(uploads, decoded, strict=True)
-        ]
-    }
 
+
+http_limit_app = RequestSizeLimit(
+    RequestMetrics(_http_limit), SETTINGS.max_upload_bytes, SETTINGS.max_header_bytes
+)
 
 _MODELS: dict = {}
 
@@ -53,7 +71,7 @@ def _naive_models() -> tuple:
 
 @naive_app.post("/predict")
 async def naive(request: Request) -> dict:
-    uploads = await _read_uploads(request, SETTINGS)
+    uploads = await read_uploads(request, SETTINGS)
     bad, repaired = _naive_models()
 
     def run() -> list[dict]:

@@ -108,6 +108,48 @@ def test_onnx_runtime_matches_tensorflow_on_demo_and_csaw(
         np.testing.assert_allclose(onnx.confidence, reference["confidence"].numpy(), atol=1e-4)
 
 
+def test_large_batches_split_across_both_runtimes_give_tensorflows_labels(
+    demo_root: Path, csaw_dir: Path, tmp_path: Path
+) -> None:
+    """From SPLIT_BATCH images, chunks go to TensorFlow and ONNX Runtime at once: the joined
+    answers are those of TensorFlow alone, in order, for uint8 and float batches."""
+    import numpy as np
+    from PIL import Image
+
+    from app.pairs import load_pair
+    from repair.data import load_dataset
+    from repair.keras_env import tf
+
+    pair_dir = tmp_path / "csaw_pair"
+    pair_dir.mkdir()
+    (pair_dir / "bad.h5").symlink_to(csaw_dir / "models" / "sunglasses_bd_weights.h5")
+    (pair_dir / "repaired.h5").symlink_to(csaw_dir / "models" / "anonymous_1_bd_weights.h5")
+    csaw_rgb = np.stack(
+        [
+            np.asarray(Image.open(p).convert("RGB"))
+            for p in sorted((csaw_dir / "images").glob("*.png"))
+        ]
+    )
+    data = demo_root / "data" / "demo"
+    clean = load_dataset(data / "clean_test.h5").x[:100]
+    poisoned = load_dataset(data / "poisoned_test_sunglasses.h5").x[:100]
+    demo_rgb = np.round(np.concatenate([clean, poisoned])[::-1] * 255).astype(np.uint8)
+    for folder, rgb in (
+        (demo_root / "models" / "demo", demo_rgb),
+        (pair_dir, np.concatenate([csaw_rgb] * (80 // len(csaw_rgb) + 1))[:80]),
+    ):
+        pair = load_pair(folder, runtime="onnx", split_at=64)
+        pixels = rgb.astype(np.float32) / np.float32(255.0)
+        reference = pair._fused(tf.constant(pixels))
+        for batch in (rgb, pixels):
+            split = pair.classify(batch)
+            np.testing.assert_array_equal(split.label, reference["label"].numpy())
+            np.testing.assert_array_equal(split.bad_label, reference["bad_label"].numpy())
+            np.testing.assert_allclose(split.confidence, reference["confidence"].numpy(), atol=1e-4)
+        assert pair._split_thread is not None  # the split path ran
+        pair.close()
+
+
 def test_broken_foreign_and_code_carrying_model_files_are_refused_with_a_logged_reason(
     demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
