@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +24,7 @@ from app.pairs import configure_tensorflow_threads
 from app.registry import Registry
 from app.repair_jobs import JobConflict, RepairJobs, discard_partials
 from app.request_metrics import RequestMetrics
-from app.schemas import PREDICT_REQUEST_BODY, PredictResponse, RepairRequest
+from app.schemas import PREDICT_OPENAPI, PredictResponse, RepairRequest
 from app.settings import Settings, telemetry_config
 from app.uploads import decode_uploads, read_uploads
 
@@ -97,9 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="multipart/form-data with one or more `file` fields, or a raw body with "
         "an `image/*` content type. `label` is B's label, or N when B and B' disagree. "
         "With `API_KEYS` set, send a key as `X-API-Key`.",
-        openapi_extra=PREDICT_REQUEST_BODY,
+        openapi_extra=PREDICT_OPENAPI,
     )
-    async def predict(request: Request, model: str | None = Query(None)) -> JSONResponse:
+    async def predict(request: Request) -> JSONResponse:
+        model = request.query_params.get("model")
         if access.enabled:
             access.check(request)
         pair = registry.get(model)
