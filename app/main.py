@@ -38,10 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = Registry(
         settings.models_dir,
         settings.default_model,
-        settings.runtime,
-        settings.onnx_max_batch,
-        settings.split_batch,
-        settings.infer_threads,
+        runtime=settings.runtime,
+        onnx_max_batch=settings.onnx_max_batch,
+        split_at=settings.split_batch,
+        threads=settings.infer_threads,
     )
     jobs = RepairJobs(on_success=lambda model: registry.refresh())
     access = AccessControl(settings.api_keys, settings.rate_limit)

@@ -50,7 +50,7 @@ class ModelPair:
     _fused: object = None
     _onnx: object = None  # an app.onnx_runtime.OnnxPair, or None (TensorFlow only)
     onnx_max_batch: int = 16
-    split_at: int = 64  # batches this large run half in each runtime at once (0: never)
+    split_at: int = 64  # batches this large are shared by both runtimes at once (0: never)
     batcher: object = None  # an app.batcher.MicroBatcher, made on first use in the loop
     _split_thread: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -67,7 +67,7 @@ class ModelPair:
         """Run B and B' on ``batch`` (N, H, W, 3) float32. Each runtime runs a call on
         ``INFER_THREADS`` threads (1 by default), so the event loop keeps a core. Measured
         here: ONNX Runtime is fastest up to about 16 images, TensorFlow above; from
-        ``split_at`` images, half goes to each runtime at once, on two cores. A uint8
+        ``split_at`` images, chunks go to both runtimes at once, on two cores. A uint8
         batch (the service's) is scaled to [0, 1] here, off the event loop."""
         if batch.dtype == np.uint8:
             batch = scale_pixels(batch)

@@ -4,6 +4,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from app.pairs import ModelPair, PairRefused, load_pair
 
@@ -18,18 +19,11 @@ class Registry:
         self,
         models_dir: Path,
         default_model: str | None = None,
-        runtime: str = "auto",
-        onnx_max_batch: int = 16,
-        split_at: int = 64,
-        threads: int = 1,
+        **load_options: Any,
     ) -> None:
+        """``load_options`` go to :func:`app.pairs.load_pair` for every folder."""
         self.models_dir = models_dir
-        self._load_options = {
-            "runtime": runtime,
-            "onnx_max_batch": onnx_max_batch,
-            "split_at": split_at,
-            "threads": threads,
-        }
+        self._load_options = load_options
         self.default_model = default_model
         self._pairs: dict[str, ModelPair] = {}
         self._seen: dict[str, tuple] = {}  # name -> identity of the folder last tried
