@@ -26,7 +26,7 @@ class _Pending:
     future: asyncio.Future
 
 
-_STOP = None  # queued by close(): the thread ends
+_STOP = object()  # queued by close(): the thread ends once it gets here
 
 
 class MicroBatcher:
@@ -43,8 +43,8 @@ class MicroBatcher:
         self._on_batch = on_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._carried: _Pending | None = None  # did not fit in the last batch: starts the next
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._carried: _Pending | object | None = None  # starts the next batch (or ends it)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -86,10 +86,11 @@ class MicroBatcher:
 
     def _gather(self) -> list[_Pending] | None:
         """The next batch: what is queued, and what arrives within the wait (None: closed)."""
-        first = self._carried or self._queue.get()
+        first = self._carried if self._carried is not None else self._queue.get()
         self._carried = None
         if first is _STOP:
             return None
+        assert isinstance(first, _Pending)
         batch, count = [first], len(first.images)
         deadline = time.monotonic() + self.max_wait_s
         while count < self.max_batch:
@@ -100,7 +101,7 @@ class MicroBatcher:
                     item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is _STOP or count + len(item.images) > self.max_batch:
+            if not isinstance(item, _Pending) or count + len(item.images) > self.max_batch:
                 self._carried = item  # starts the next batch (or ends the thread)
                 break
             batch.append(item)

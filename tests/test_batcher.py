@@ -1,5 +1,6 @@
 """The micro-batcher in process, on the real demo pair: answers per request, failures
-handed to the batch's requests without stopping the thread, and a closed batcher."""
+handed to the batch's requests without stopping the thread, closing with requests still
+queued, and a closed batcher."""
 
 import asyncio
 from pathlib import Path
@@ -51,7 +52,12 @@ def test_concurrent_submits_get_their_own_answers_and_failures_stay_in_their_bat
         again = await batcher.submit(list(faces[:2]))  # the thread is still serving
         assert again.label.tolist() == alone[:2]
 
-        await batcher.close()
+        # Closing with 40 requests still queued: they are answered, then the thread ends
+        # (the stop marker arrives in the middle of gathering the last batch).
+        queued = [asyncio.create_task(batcher.submit([faces[i]])) for i in range(40)]
+        await asyncio.sleep(0)  # every submit has queued its request
+        await asyncio.wait_for(batcher.close(), timeout=60)
+        assert [task.result().label[0] for task in queued] == alone[:40]
         with pytest.raises(ServiceError) as refused:
             await batcher.submit(list(faces[:1]))
         assert refused.value.status == 503
