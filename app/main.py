@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             decoded = await decode_uploads(uploads, pair.input_shape[:2], settings)
         finally:
             batcher.cancel_expectation()
-        result = await batcher.submit([image.rgb for image in decoded])  # uint8: scaled later
+        result = await batcher.submit(decoded.rgb)  # uint8: scaled in the inference thread
         labels, bad_labels = result.label.tolist(), result.bad_label.tolist()
         repaired_labels, confidences = result.repaired_label.tolist(), result.confidence.tolist()
         poisoned = pair.poisoned_label
@@ -135,7 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "bad_label": bad_labels[i],
                         "repaired_label": repaired_labels[i],
                         "confidence": confidences[i],
-                        "resized": decoded[i].resized,
+                        "resized": decoded.resized[i],
                     }
                     for i, (name, _) in enumerate(uploads)
                 ],

@@ -1,6 +1,9 @@
 """Read the uploaded images of a /predict request and decode them, shared by the service
 and the benchmark's reference servers (so both pay exactly the same for it)."""
 
+from dataclasses import dataclass
+
+import numpy as np
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -43,15 +46,29 @@ async def read_uploads(request: Request, settings: Settings) -> list[tuple[str, 
     )
 
 
+@dataclass(frozen=True)
+class DecodedUploads:
+    """A request's images as one uint8 array (N, H, W, 3) at the model's size, and which
+    of them were resized."""
+
+    rgb: np.ndarray
+    resized: list[bool]
+
+
 async def decode_uploads(
     uploads: list[tuple[str, bytes]], size_hw: tuple[int, int], settings: Settings
-) -> list[DecodedImage]:
-    """Decode every upload to the model's input size; raises :class:`ServiceError`."""
+) -> DecodedUploads:
+    """Decode every upload to the model's input size, stacked in the decoding thread (the
+    inference thread then joins whole requests, not single images); raises
+    :class:`ServiceError`."""
 
-    def decode_all() -> list[DecodedImage]:
-        return [
+    def decode_all() -> DecodedUploads:
+        images: list[DecodedImage] = [
             decode_image(data, name, size_hw, settings.max_image_pixels) for name, data in uploads
         ]
+        return DecodedUploads(
+            np.stack([image.rgb for image in images]), [image.resized for image in images]
+        )
 
     if sum(len(data) for _, data in uploads) <= INLINE_DECODE_BYTES:
         return decode_all()  # cheaper than a thread hop for a few small faces

@@ -45,8 +45,8 @@ async def decode_only(request: Request) -> JSONResponse:
         {
             "model": "none",
             "predictions": [
-                {"filename": name, "resized": image.resized}
-                for (name, _), image in zip(uploads, decoded, strict=True)
+                {"filename": name, "resized": resized}
+                for (name, _), resized in zip(uploads, decoded.resized, strict=True)
             ],
         }
     )

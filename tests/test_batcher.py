@@ -41,25 +41,25 @@ def test_concurrent_submits_get_their_own_answers_and_failures_stay_in_their_bat
         sizes = [1, 2, 3] * 8
         starts = np.cumsum([0, *sizes[:-1]])
         answers = await asyncio.gather(
-            *(batcher.submit(list(faces[s : s + n])) for s, n in zip(starts, sizes, strict=True))
+            *(batcher.submit(faces[s : s + n]) for s, n in zip(starts, sizes, strict=True))
         )
         for s, n, answer in zip(starts, sizes, answers, strict=True):
             assert answer.label.tolist() == alone[s : s + n]
         assert batcher.batches < len(sizes)  # they were batched, not run one by one
 
         with pytest.raises(RuntimeError, match="this batch failed"):
-            await batcher.submit([poison_pill])
-        again = await batcher.submit(list(faces[:2]))  # the thread is still serving
+            await batcher.submit(poison_pill[None])
+        again = await batcher.submit(faces[:2])  # the thread is still serving
         assert again.label.tolist() == alone[:2]
 
         # Closing with 40 requests still queued: they are answered, then the thread ends
         # (the stop marker arrives in the middle of gathering the last batch).
-        queued = [asyncio.create_task(batcher.submit([faces[i]])) for i in range(40)]
+        queued = [asyncio.create_task(batcher.submit(faces[i : i + 1])) for i in range(40)]
         await asyncio.sleep(0)  # every submit has queued its request
         await asyncio.wait_for(batcher.close(), timeout=60)
         assert [task.result().label[0] for task in queued] == alone[:40]
         with pytest.raises(ServiceError) as refused:
-            await batcher.submit(list(faces[:1]))
+            await batcher.submit(faces[:1])
         assert refused.value.status == 503
 
     asyncio.run(scenario())
