@@ -1,19 +1,25 @@
 """Dynamic (micro-)batching: concurrent requests share one run of the fused graph.
 
-Requests go into a thread-safe queue; one inference thread takes everything queued (up to
-``max_batch`` images) as soon as its previous batch is done, so it never waits for the
-event loop to hand it work. A lone request runs at once (no added wait); while requests
-are still being decoded, the thread waits up to ``max_wait_s`` for them. Each request
-comes already stacked, so the thread joins a few arrays, not many images: Python work in
-this thread waits for the GIL behind the event loop and the decoders (measured: stacking
-128 single images here took 5.6 ms a batch under load, a quarter of the batch's time).
-Answers go back to the event loop in one callback per batch.
+Requests wait in a queue for ``threads`` inference threads (one per core by default). A
+free thread takes what is queued, up to ``max_batch`` images, as soon as its last batch
+is done, so it never waits for the event loop to hand it work; when another thread is
+idle and at least ``share_from`` images are queued, it takes only half of them and wakes
+that thread for the rest. Each thread runs its batch on one core and answers it with one
+callback on the event loop. A lone request runs at once (no added wait); while requests
+are still being decoded, a thread waits up to ``max_wait_s`` for them.
+
+Why threads that each run whole batches, rather than one thread whose batches are split
+between two calls: everything a thread does between graph calls (joining requests, the
+answers) needs the GIL, which the event loop and the decoders hold much of the time, so
+it took a quarter of each batch's time here; with two such threads one prepares while the
+other computes. Each request comes already stacked, so a thread joins a few arrays, not
+many images.
 """
 
 import asyncio
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,9 +35,6 @@ class _Pending:
     future: asyncio.Future
 
 
-_STOP = object()  # queued by close(): the thread ends once it gets here
-
-
 class MicroBatcher:
     """Batches calls to ``classify`` (a blocking function of an (N, H, W, 3) array)."""
 
@@ -41,15 +44,27 @@ class MicroBatcher:
         max_batch: int = 256,
         max_wait_s: float = 0.002,
         on_batch: Callable[[Classified], None] | None = None,
+        threads: int = 2,
+        share_from: int = 64,
     ) -> None:
         self._classify = classify
         self._on_batch = on_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
-        self._carried: _Pending | object | None = None  # starts the next batch (or ends it)
+        self.thread_count = max(1, threads)
+        self.share_from = share_from
+        self._lock = threading.Lock()  # guards everything below up to _stopping
+        self._work = threading.Condition(self._lock)  # idle threads wait here
+        self._more = threading.Condition(self._lock)  # a thread waiting for arrivals
+        self._pending: deque[_Pending] = deque()
+        self._pending_images = 0
+        self._idle = 0  # threads waiting for work
+        self._busy = 0  # threads running a batch
+        self._waiting_for_arrivals = False
+        self._handed_over = False  # a thread took half and left the rest to an idle one
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closed = False
         self.arriving = 0  # requests that will submit soon (still decoding)
         self.batches = 0
@@ -67,49 +82,97 @@ class MicroBatcher:
         Raises :class:`ServiceError` 503 once the batcher is closed (its pair retired)."""
         if self._closed:
             raise ServiceError(503, "this model version has been retired; send the request again")
-        if self._thread is None:
-            self._loop = asyncio.get_running_loop()
-            self._thread = threading.Thread(target=self._run, name="infer", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._start()
         future = self._loop.create_future()  # type: ignore[union-attr]
-        self._queue.put(_Pending(images, future))
+        with self._lock:
+            self._pending.append(_Pending(images, future))
+            self._pending_images += len(images)
+            if self._waiting_for_arrivals:
+                self._more.notify()
+            elif self._idle and self._may_start():
+                self._work.notify()  # only when a thread should start: no futile wake-ups
         return await future
 
     async def close(self) -> None:
-        """Answer the requests queued so far, then stop the inference thread; returns once
-        it has stopped (so the pair's sessions can be closed after)."""
+        """Answer the requests queued so far, then stop the inference threads; returns once
+        they have stopped (so the pair's sessions can be closed after)."""
         self._closed = True
-        self._queue.put(_STOP)
-        if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        with self._lock:
+            self._stopping = True
+            self._work.notify_all()
+            self._more.notify_all()
+        loop = asyncio.get_running_loop()
+        for thread in self._threads:
+            await loop.run_in_executor(None, thread.join)
+
+    def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for index in range(self.thread_count):
+            thread = threading.Thread(target=self._run, name=f"infer-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _run(self) -> None:
         while (batch := self._gather()) is not None:
-            self._run_batch(batch)
+            try:
+                self._run_batch(batch)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def _may_start(self) -> bool:
+        """Whether a free thread should start a batch now (called holding the lock): work is
+        queued and no thread is busy, or there is enough to share, or it was handed over."""
+        return bool(self._pending) and (
+            self._busy == 0
+            or self._handed_over
+            or self._stopping
+            or self._pending_images >= self.share_from
+        )
 
     def _gather(self) -> list[_Pending] | None:
-        """The next batch: what is queued, and what arrives within the wait (None: closed)."""
-        first = self._carried if self._carried is not None else self._queue.get()
-        self._carried = None
-        if first is _STOP:
-            return None
-        assert isinstance(first, _Pending)
-        batch, count = [first], len(first.images)
-        deadline = time.monotonic() + self.max_wait_s
-        while count < self.max_batch:
-            try:
-                if self.arriving > 0 and (left := deadline - time.monotonic()) > 0:
-                    item = self._queue.get(timeout=left)
-                else:
-                    item = self._queue.get_nowait()
-            except queue.Empty:
+        """The next batch for this thread (None: closed and nothing left)."""
+        with self._lock:
+            while not self._may_start():
+                if self._stopping and not self._pending:
+                    return None
+                self._idle += 1
+                self._work.wait()
+                self._idle -= 1
+            batch, count = self._take([], 0)
+            if not self._waiting_for_arrivals:
+                deadline = time.monotonic() + self.max_wait_s
+                self._waiting_for_arrivals = True
+                while not self._pending and self.arriving > 0 and not self._stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._more.wait(left)
+                    batch, count = self._take(batch, count)
+                self._waiting_for_arrivals = False
+            # Anything still queued did not fit: the next free thread takes it at once.
+            self._handed_over = bool(self._pending)
+            if self._handed_over and self._idle:
+                self._work.notify()
+            self._busy += 1
+            return batch
+
+    def _take(self, batch: list[_Pending], count: int) -> tuple[list[_Pending], int]:
+        """Move queued requests into ``batch`` while they fit (called holding the lock):
+        up to ``max_batch`` images, or about half of ``share_from`` or more, so that
+        another thread runs the other half at the same time."""
+        limit = self.max_batch
+        if self.thread_count > 1 and self._pending_images + count >= self.share_from:
+            limit = min(limit, (self._pending_images + count + 1) // 2)
+        while self._pending:
+            size = len(self._pending[0].images)
+            if batch and count + size > limit:
                 break
-            if not isinstance(item, _Pending) or count + len(item.images) > self.max_batch:
-                self._carried = item  # starts the next batch (or ends the thread)
-                break
-            batch.append(item)
-            count += len(item.images)
-        return batch
+            batch.append(self._pending.popleft())
+            self._pending_images -= size
+            count += size
+        return batch, count
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         assert self._loop is not None
@@ -121,8 +184,9 @@ class MicroBatcher:
         except Exception as exc:  # noqa: BLE001 - handed to every waiting request
             self._loop.call_soon_threadsafe(_fail, batch, exc)
             return
-        self.batches += 1
-        self.images += len(stacked)
+        with self._lock:
+            self.batches += 1
+            self.images += len(stacked)
         self._loop.call_soon_threadsafe(_answer, batch, result)
 
 

@@ -40,7 +40,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.default_model,
         runtime=settings.runtime,
         onnx_max_batch=settings.onnx_max_batch,
-        split_at=settings.split_batch,
         threads=settings.infer_threads,
     )
     jobs = RepairJobs(on_success=lambda model: registry.refresh())
@@ -197,6 +196,8 @@ def _batcher_for(pair, settings: Settings) -> MicroBatcher:  # noqa: ANN001
             settings.max_batch,
             settings.max_batch_wait_ms / 1000.0,
             on_batch=_batch_counter(pair.name, pair.poisoned_label),
+            threads=settings.batch_threads,
+            share_from=settings.share_from,
         )
     return pair.batcher
 

@@ -44,7 +44,8 @@ class Settings:
     max_batch_wait_ms: float = 2.0
     workers: int = 1
     infer_threads: int = 1
-    split_batch: int = 64
+    batch_threads: int = 2
+    share_from: int = 64
     runtime: str = "auto"
     onnx_max_batch: int = 4
     host: str = "127.0.0.1"
@@ -74,7 +75,8 @@ class Settings:
             max_batch_wait_ms=_float("MAX_BATCH_WAIT_MS", 2.0),
             workers=_int("WORKERS", 1),
             infer_threads=_int("INFER_THREADS", 1),
-            split_batch=_int("SPLIT_BATCH", 64),
+            batch_threads=_int("BATCH_THREADS", available_cores()),
+            share_from=_int("SHARE_FROM", 64),
             runtime=os.environ.get("RUNTIME", "auto"),
             onnx_max_batch=_int("ONNX_MAX_BATCH", 4),
             host=os.environ.get("HOST", "127.0.0.1"),

@@ -6,14 +6,16 @@ TensorFlow's thread pools are fixed once it starts, so each setting runs in its 
 * ``default``: the runtimes' own pools, one call at a time (TensorFlow's eager function
   runs B and B' in parallel, each op on every core; ONNX Runtime on every core).
 * ``serving``: the service's settings, through ``ModelPair.classify`` itself: one thread
-  per call, and a large batch as chunks of 32 run by two calls of the frozen graph at
-  once (see ``app.frozen_graph``), one core each. The fastest here on large batches.
+  per call (the frozen graph in chunks of 32, see ``app.frozen_graph``), and on large
+  batches as many callers at once as the service has batcher threads (``BATCH_THREADS``,
+  one per core), one core each. The fastest here on large batches.
 """
 
 import json
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ def measure(folder: Path, duration_s: float, mode: str) -> dict:
     else:
         threads = available_cores()
     started = time.perf_counter()
-    pair = load_pair(folder, threads=threads, split_at=settings.split_batch)
+    pair = load_pair(folder, threads=threads)
     out: dict = {"load_pair_s": round(time.perf_counter() - started, 3)}
     runners: dict[str, Callable[[np.ndarray], object]] = {}
     if mode == "serving":
@@ -48,20 +50,36 @@ def measure(folder: Path, duration_s: float, mode: str) -> dict:
             runners["onnxruntime"] = pair._onnx.run
     pixels = np.random.default_rng(0).uniform(0, 1, (LARGE_BATCH, *pair.input_shape))
     pixels = pixels.astype(np.float32)
+    callers = settings.batch_threads if mode == "serving" else 1
     for name, run in runners.items():
-        for batch in (pixels, pixels[:1]):
-            out[f"{name}_{mode}_b{len(batch)}"] = _rate(run, batch, duration_s / 4)
+        for batch, at_once in ((pixels, callers), (pixels[:1], 1)):
+            out[f"{name}_{mode}_b{len(batch)}"] = _rate(run, batch, duration_s / 4, at_once)
     return out
 
 
-def _rate(run: Callable[[np.ndarray], object], batch: np.ndarray, seconds: float) -> dict:
+def _rate(
+    run: Callable[[np.ndarray], object], batch: np.ndarray, seconds: float, callers: int = 1
+) -> dict:
+    """Images/s of ``callers`` threads each calling ``run(batch)`` for ``seconds``, and
+    ms per call (per caller)."""
+
+    def calls() -> int:
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            run(batch)
+            count += 1
+        return count
+
     run(batch)
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        run(batch)
-        count += 1
+    started = time.perf_counter()
+    with ThreadPoolExecutor(callers) as pool:
+        counts = list(pool.map(lambda _: calls(), range(callers)))
     elapsed = time.perf_counter() - started
-    return {"images_per_s": count * len(batch) / elapsed, "ms_per_call": 1000 * elapsed / count}
+    return {
+        "images_per_s": sum(counts) * len(batch) / elapsed,
+        "ms_per_call": 1000 * elapsed * callers / sum(counts),
+        "callers": callers,
+    }
 
 
 if __name__ == "__main__":

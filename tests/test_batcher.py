@@ -3,6 +3,8 @@ handed to the batch's requests without stopping the thread, closing with request
 queued, and a closed batcher."""
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,4 +65,49 @@ def test_concurrent_submits_get_their_own_answers_and_failures_stay_in_their_bat
         assert refused.value.status == 503
 
     asyncio.run(scenario())
+    pair.close()
+
+
+def test_two_threads_share_a_long_queue_and_take_turns_on_a_short_one(demo_root: Path) -> None:
+    """With ``share_from`` images queued, one thread takes half and an idle one the rest,
+    both running at once; below it (and within ``max_batch``), one batch runs at a time
+    (no futile small batches)."""
+    pair = load_pair(demo_root / "models" / "demo")
+    faces = _faces(demo_root)
+    alone = [pair.classify(faces[i : i + 1]).label[0] for i in range(len(faces))]
+    lock = threading.Lock()
+    running, most_at_once, calls, threads_seen = 0, 0, 0, set()
+    both_in = threading.Barrier(2, timeout=30)  # the first two batches must overlap
+
+    def classify(batch: np.ndarray, wait_for_the_other: bool) -> Classified:
+        nonlocal running, most_at_once, calls
+        with lock:
+            running += 1
+            calls += 1
+            first_two = calls <= 2
+            most_at_once = max(most_at_once, running)
+            threads_seen.add(threading.current_thread().name)
+        try:
+            if wait_for_the_other and first_two:
+                both_in.wait()
+            else:
+                time.sleep(0.02)  # room for an overlap that should not happen
+            return pair.classify(batch)
+        finally:
+            with lock:
+                running -= 1
+
+    async def submit_all(batcher: MicroBatcher) -> None:
+        answers = await asyncio.gather(*(batcher.submit(faces[i : i + 1]) for i in range(48)))
+        assert [answer.label[0] for answer in answers] == alone
+        await batcher.close()
+
+    sharing = MicroBatcher(lambda b: classify(b, True), max_batch=64, threads=2, share_from=8)
+    asyncio.run(submit_all(sharing))
+    assert most_at_once == 2 and len(threads_seen) == 2
+
+    most_at_once, threads_seen = 0, set()
+    turns = MicroBatcher(lambda b: classify(b, False), max_batch=64, threads=2, share_from=1000)
+    asyncio.run(submit_all(turns))
+    assert most_at_once == 1
     pair.close()

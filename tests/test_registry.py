@@ -109,16 +109,16 @@ def test_onnx_runtime_matches_tensorflow_on_demo_and_csaw(
         np.testing.assert_allclose(onnx.confidence, reference["confidence"].numpy(), atol=1e-4)
 
 
-def test_frozen_graph_and_split_batches_give_the_eager_graphs_answers(
+def test_frozen_graph_and_chunked_batches_give_the_eager_graphs_answers(
     demo_root: Path, csaw_dir: Path, tmp_path: Path
 ) -> None:
-    """TensorFlow's calls are served by the frozen graph in a session, and from SPLIT_BATCH
-    images by two such calls at once on chunks: the answers, joined in order, are those
-    of the eager fused function, for uint8 and float batches, split or not."""
+    """TensorFlow's calls are served by the frozen graph in a session, batches of more than
+    CHUNK images as chunks: the answers, joined in order, are those of the eager fused
+    function, for uint8 and float batches, in one call or in chunks."""
     import numpy as np
     from PIL import Image
 
-    from app.pairs import load_pair
+    from app.pairs import CHUNK, load_pair
     from repair.data import load_dataset
     from repair.keras_env import tf
 
@@ -140,17 +140,16 @@ def test_frozen_graph_and_split_batches_give_the_eager_graphs_answers(
         (demo_root / "models" / "demo", demo_rgb),
         (pair_dir, np.concatenate([csaw_rgb] * (80 // len(csaw_rgb) + 1))[:80]),
     ):
-        pair = load_pair(folder, runtime="tensorflow", split_at=64)
+        pair = load_pair(folder, runtime="tensorflow")
         pixels = rgb.astype(np.float32) / np.float32(255.0)
         reference = pair._fused(tf.constant(pixels))
-        for batch in (rgb, pixels, pixels[:63]):
+        for batch in (rgb, pixels, pixels[:63], pixels[:CHUNK]):
             served = pair.classify(batch)
             for key in ("label", "bad_label", "repaired_label"):
                 np.testing.assert_array_equal(getattr(served, key), reference[key][: len(batch)])
             np.testing.assert_allclose(
                 served.confidence, reference["confidence"][: len(batch)], atol=1e-5
             )
-        assert pair._split_thread is not None  # the split path ran
         pair.close()
 
 
