@@ -61,7 +61,7 @@ class MicroBatcher:
         self._idle = 0  # threads waiting for work
         self._busy = 0  # threads running a batch
         self._waiting_for_arrivals = False
-        self._handed_over = False  # a thread took half and left the rest to an idle one
+        self._handed_over = False  # work left queued for the next free thread to take
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []

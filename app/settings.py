@@ -1,7 +1,7 @@
 """Configuration from environment variables (listed with defaults in README)."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -44,7 +44,7 @@ class Settings:
     max_batch_wait_ms: float = 2.0
     workers: int = 1
     infer_threads: int = 1
-    batch_threads: int = 2
+    batch_threads: int = field(default_factory=available_cores)
     share_from: int = 64
     runtime: str = "auto"
     onnx_max_batch: int = 4
