@@ -101,3 +101,17 @@ def test_corrupt_pixel_data_in_a_fast_path_png_is_a_400() -> None:
     with pytest.raises(images.ServiceError) as caught:
         decode_image(bytes(data), "broken.png", MODEL_HW, 10**7)
     assert caught.value.status == 400
+
+
+def test_fast_path_pngs_cut_short_or_with_a_broken_header_are_400s() -> None:
+    """Its header is read here, not by Pillow: a PNG cut before its pixel data ends, or with
+    an IHDR that does not match its CRC, still gets a 400 (from libpng or from Pillow)."""
+    data = png(np.full((*MODEL_HW, 3), 9, dtype=np.uint8))
+    broken_ihdr = bytearray(data)
+    broken_ihdr[29] ^= 0x01  # the interlace byte, under the IHDR CRC
+    idat_end = data.index(b"IEND") - 8  # the last IDAT's CRC ends here
+    cuts = [data[:length] for length in (8, 20, 33, 40, len(data) // 2, idat_end - 6)]
+    for index, sample in enumerate([*cuts, bytes(broken_ihdr)]):
+        with pytest.raises(images.ServiceError) as caught:
+            decode_image(sample, f"cut{index}.png", MODEL_HW, 10**7)
+        assert caught.value.status == 400, index
