@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from app.errors import ServiceError
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "WEBP"})
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IHDR_START = struct.pack(">I", 13) + b"IHDR"
 _RGB8 = (8, 2)  # bit depth 8, colour type 2 (RGB, no alpha, no palette)
 
@@ -51,12 +51,9 @@ def decode_image(data: bytes, name: str, size_hw: tuple[int, int], max_pixels: i
     """
     if not data:
         raise ServiceError(400, f"{name}: empty upload")
-    if size_hw[0] * size_hw[1] <= max_pixels and _is_model_sized_rgb8_png(data, size_hw):
-        try:
-            return DecodedImage(_decode_rgb8_png(data, size_hw), resized=False)
-        except (ValueError, imagecodecs.PngError) as exc:
-            raise ServiceError(400, f"{name}: truncated or corrupt image ({exc})") from exc
     try:
+        if size_hw[0] * size_hw[1] <= max_pixels and _is_model_sized_rgb8_png(data, size_hw):
+            return DecodedImage(_decode_rgb8_png(data, size_hw), resized=False)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=None)
@@ -78,7 +75,7 @@ def decode_image(data: bytes, name: str, size_hw: tuple[int, int], max_pixels: i
         raise ServiceError(413, f"{name}: image too large ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ServiceError(400, f"{name}: not an image (unrecognised format)") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, imagecodecs.PngError) as exc:
         raise ServiceError(400, f"{name}: truncated or corrupt image ({exc})") from exc
     return _to_model_input(image, size_hw)
 
@@ -87,7 +84,7 @@ def _is_model_sized_rgb8_png(data: bytes, size_hw: tuple[int, int]) -> bool:
     """A PNG of 8-bit RGB pixels (no palette, alpha, tRNS transparency or 16-bit) at the
     model's size, from its IHDR and the chunks before its first IDAT. Anything unusual
     (including a malformed chunk list) is left to Pillow, which reports it."""
-    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[8:16] != _IHDR_START:
+    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[8:16] != _IHDR_START:
         return False
     width, height, depth, colour = struct.unpack_from(">IIBB", data, 16)
     if (height, width) != tuple(size_hw) or (depth, colour) != _RGB8:
