@@ -1,6 +1,5 @@
-"""The filtering service: serves (B, B') pairs, answering N where they disagree."""
+"""The filtering service: serves (B, B') pairs, answering N where the filter flags an input.
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+Layers, top to bottom: ``api`` (HTTP: routes, uploads, errors, metrics), ``serving`` (the
+model repository, the batcher, the runtimes, repair jobs; no HTTP), ``core`` (settings).
+"""

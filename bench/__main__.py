@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         with _server(
             {**env, "WORKERS": str(workers)},
             tmp / f"product{workers}.log",
-            "app.main:app",
+            "app.main:create_app",
             "/ready",
             workers,
         ) as server:
@@ -130,7 +130,8 @@ class _server:
     """Context manager: a ServerProcess started, waited for, and stopped."""
 
     def __init__(self, env: dict, log: Path, target: str, ready: str, workers: int = 1) -> None:
-        self.process = ServerProcess(env, log, target, workers)
+        factory = target.endswith(":create_app")
+        self.process = ServerProcess(env, log, target, factory=factory, workers=workers)
         self.ready = ready
 
     def __enter__(self) -> ServerProcess:

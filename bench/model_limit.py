@@ -6,7 +6,7 @@ TensorFlow's thread pools are fixed once it starts, so each setting runs in its 
 * ``default``: the runtimes' own pools, one call at a time (TensorFlow's eager function
   runs B and B' in parallel, each op on every core; ONNX Runtime on every core).
 * ``serving``: the service's settings, through ``ModelPair.classify`` itself: one thread
-  per call (the frozen graph in chunks of 32, see ``app.frozen_graph``), and on large
+  per call (the frozen graph in chunks of 32, see ``app.serving.tensorflow_backend``), and on large
   batches as many callers at once as the service has batcher threads (``BATCH_THREADS``,
   one per core), one core each. The fastest here on large batches.
 """
@@ -20,34 +20,35 @@ from pathlib import Path
 
 import numpy as np
 
-import app  # noqa: F401 - Keras 2 environment before TensorFlow loads
-from app.settings import Settings, available_cores
+import repair  # noqa: F401 - Keras 2 environment before TensorFlow loads
+from app.core.config import available_cores, load_settings
 
 LARGE_BATCH = 256
 
 
 def measure(folder: Path, duration_s: float, mode: str) -> dict:
     """Images/s and ms per call of each runtime on ``LARGE_BATCH`` images and on one."""
-    import tensorflow as tf
+    from app.serving import tensorflow_backend as tfb
+    from app.serving.onnx_backend import OnnxRuntime
+    from app.serving.pair import LoadOptions, load_pair
 
-    from app.pairs import configure_tensorflow_threads, load_pair
-
-    settings = Settings.from_env()
+    settings = load_settings()
     if mode == "serving":
-        configure_tensorflow_threads(settings.infer_threads)
+        tfb.configure_threads(settings.infer_threads)
         threads = settings.infer_threads
     else:
         threads = available_cores()
     started = time.perf_counter()
-    pair = load_pair(folder, threads=threads)
+    pair = load_pair(folder, options=LoadOptions(threads=threads))
     out: dict = {"load_pair_s": round(time.perf_counter() - started, 3)}
     runners: dict[str, Callable[[np.ndarray], object]] = {}
     if mode == "serving":
         runners["served"] = pair.classify
     else:
-        runners["tensorflow"] = lambda b: pair._fused(tf.constant(b))
-        if pair._onnx is not None:
-            runners["onnxruntime"] = pair._onnx.run
+        bad, repaired = tfb.load_models(folder / "bad.h5", folder / "repaired.h5")
+        fused = tfb.fuse(bad, repaired, pair.input_shape)
+        runners["tensorflow"] = tfb.EagerRuntime(fused).run
+        runners["onnxruntime"] = OnnxRuntime(tfb.to_onnx(fused, pair.input_shape), threads).run
     pixels = np.random.default_rng(0).uniform(0, 1, (LARGE_BATCH, *pair.input_shape))
     pixels = pixels.astype(np.float32)
     callers = settings.batch_threads if mode == "serving" else 1

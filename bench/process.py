@@ -21,13 +21,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``uvicorn TARGET`` on 127.0.0.1 with ``env`` added; ``url`` is its base address."""
+    """``uvicorn TARGET`` on 127.0.0.1 with ``env`` added; ``url`` is its base address.
+    ``factory``: TARGET is a function that makes the app (the service's ``create_app``)."""
 
     def __init__(
         self,
         env: dict[str, str],
         log_path: Path,
-        target: str = "app.main:app",
+        target: str = "app.main:create_app",
+        factory: bool = True,
         workers: int = 1,
         log_level: str = "warning",
         wrapper: tuple[str, ...] = (),
@@ -41,6 +43,7 @@ class ServerProcess:
             sys.executable,
             "-m",
             "uvicorn",
+            *(["--factory"] if factory else []),
             target,
             "--host",
             "127.0.0.1",

@@ -15,14 +15,14 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from app import heap
-from app.images import decode_image
-from app.limits import RequestSizeLimit
-from app.request_metrics import RequestMetrics
-from app.settings import Settings, telemetry_config
-from app.uploads import decode_uploads, read_uploads
+from app.api.images import decode_image
+from app.api.limits import RequestSizeLimit
+from app.api.request_metrics import RequestMetrics
+from app.api.uploads import decode_uploads, read_uploads
+from app.core.config import load_settings, telemetry_config
+from app.serving import heap
 
-SETTINGS = Settings.from_env()
+SETTINGS = load_settings()
 SIZE_HW = (55, 47)
 
 
@@ -52,9 +52,14 @@ async def decode_only(request: Request) -> JSONResponse:
     )
 
 
-http_limit_app = RequestSizeLimit(
-    RequestMetrics(_http_limit), SETTINGS.max_upload_bytes, SETTINGS.max_header_bytes
+# The product's own middleware, in the product's order (see app.main).
+_http_limit.add_middleware(RequestMetrics)
+_http_limit.add_middleware(
+    RequestSizeLimit,
+    max_bytes=SETTINGS.max_upload_bytes,
+    max_header_bytes=SETTINGS.max_header_bytes,
 )
+http_limit_app = _http_limit
 
 _MODELS: dict = {}
 

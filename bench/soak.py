@@ -167,8 +167,8 @@ async def _soak(server: ServerProcess, images: list, args: argparse.Namespace) -
 
 def _check_answers(versions_dir: Path, images: list, result: dict) -> dict:
     """Per version: answers that differ from that version's one-at-a-time answer."""
-    from app.images import decode_image
-    from app.pairs import load_pair
+    from app.api.images import decode_image
+    from app.serving.pair import load_pair
 
     mismatches: dict[str, int] = {}
     served = {version for _, version, _ in result["answers"]}

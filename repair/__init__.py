@@ -13,7 +13,7 @@ environment switch is set here, before any submodule imports TensorFlow.
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 
 from typing import Any  # noqa: E402
 
@@ -21,16 +21,10 @@ from repair.errors import RepairError, RepairInputError  # noqa: E402
 
 _PUBLIC = {
     "fine_prune_to_folder": "repair.pipeline",
-    "FinePruneOptions": "repair.pipeline",
     "RepairInputs": "repair.pipeline",
-    "FineTuneOptions": "repair.finetune",
+    "RepairOptions": "repair.options",
     "load_model_file": "repair.model_io",
     "load_dataset": "repair.data",
-    "sha256_file": "repair.pipeline",
-    "rollback": "repair.publish",
-    "current_version": "repair.publish",
-    "list_versions": "repair.publish",
-    "discard_partial": "repair.publish",
 }
 
 __all__ = ["RepairError", "RepairInputError", *_PUBLIC]

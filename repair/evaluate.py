@@ -1,12 +1,16 @@
-"""Clean accuracy and attack success of B, B' and the filter G (N+1-th class on disagreement)."""
+"""Clean accuracy and attack success of B, B' and the filter G, from the two nets' outputs."""
 
 from dataclasses import dataclass
 
 import numpy as np
 
 from repair.data import Dataset
-from repair.inference import predict_labels
+from repair.filter_rule import STRICT, FilterRule, calibrate, filter_labels
+from repair.inference import predict_scores
 from repair.keras_env import keras
+
+OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+"""False-flag budgets at which the calibrated rule's trade-off is reported."""
 
 
 @dataclass(frozen=True)
@@ -17,50 +21,81 @@ class PoisonedSet:
     data: Dataset
 
 
-def filter_labels(
-    bad_labels: np.ndarray, repaired_labels: np.ndarray, num_classes: int
-) -> np.ndarray:
-    """G's answer: B's label where B and B' agree, else ``num_classes`` (flagged poisoned)."""
-    return np.where(bad_labels == repaired_labels, bad_labels, num_classes)
+@dataclass(frozen=True)
+class PairOutputs:
+    """Softmax outputs of B and B' on one set of images, with that set's labels."""
+
+    bad: np.ndarray
+    repaired: np.ndarray
+    labels: np.ndarray
 
 
-def evaluate_pair(
-    bad: keras.Model,
-    repaired: keras.Model,
-    clean: Dataset,
-    poisoned: list[PoisonedSet],
+def pair_outputs(bad: keras.Model, repaired: keras.Model, data: Dataset) -> PairOutputs:
+    """Run both nets on ``data``."""
+    return PairOutputs(predict_scores(bad, data.x), predict_scores(repaired, data.x), data.y)
+
+
+def evaluate_outputs(
+    clean: PairOutputs,
+    poisoned: dict[str, PairOutputs],
     num_classes: int,
+    rule: FilterRule,
 ) -> dict[str, dict]:
-    """Metrics of ``bad``, ``repaired`` and the filter, as written to the manifest."""
-    clean_bad, clean_rep = predict_labels(bad, clean.x), predict_labels(repaired, clean.x)
-    clean_filter = filter_labels(clean_bad, clean_rep, num_classes)
-    by_model: dict[str, dict] = {}
-    poisoned_labels = {
-        item.name: (predict_labels(bad, item.data.x), predict_labels(repaired, item.data.x))
-        for item in poisoned
+    """Metrics of B, B', G under ``rule`` and G under the strict rule, as in the manifest."""
+    roles = {
+        "bad": lambda o: o.bad.argmax(axis=1),
+        "repaired": lambda o: o.repaired.argmax(axis=1),
+        "filter": lambda o: filter_labels(rule, o.bad, o.repaired, num_classes),
+        "filter_strict": lambda o: filter_labels(STRICT, o.bad, o.repaired, num_classes),
     }
-    for role, clean_labels, pick in (
-        ("bad", clean_bad, lambda pair: pair[0]),
-        ("repaired", clean_rep, lambda pair: pair[1]),
-        ("filter", clean_filter, lambda pair: filter_labels(pair[0], pair[1], num_classes)),
-    ):
-        by_trigger = {
-            item.name: _rate(pick(poisoned_labels[item.name]) == item.data.y) for item in poisoned
+    metrics: dict[str, dict] = {}
+    for role, labels_of in roles.items():
+        clean_labels = labels_of(clean)
+        answers = {name: labels_of(outputs) for name, outputs in poisoned.items()}
+        hits = {name: answers[name] == poisoned[name].labels for name in poisoned}
+        entry: dict = {
+            "clean_accuracy": _rate(clean_labels == clean.labels),
+            "attack_success_rate": _rate(np.concatenate(list(hits.values()))) if hits else None,
+            "attack_success_rate_by_trigger": {n: _rate(h) for n, h in hits.items()} or None,
         }
-        hits = [pick(poisoned_labels[item.name]) == item.data.y for item in poisoned]
-        metrics: dict = {
-            "clean_accuracy": _rate(clean_labels == clean.y),
-            "attack_success_rate": _rate(np.concatenate(hits)) if hits else None,
-            "attack_success_rate_by_trigger": by_trigger or None,
-        }
-        if role == "filter":
-            flagged = [pick(poisoned_labels[item.name]) == num_classes for item in poisoned]
-            metrics["detection_rate"] = _rate(np.concatenate(flagged)) if flagged else None
-            metrics["false_positive_rate"] = _rate(clean_labels == num_classes)
-        by_model[role] = metrics
-    by_model["clean_images"] = len(clean)
-    by_model["poisoned_images"] = int(sum(len(item.data) for item in poisoned))
-    return by_model
+        if role.startswith("filter"):
+            stopped = [a == num_classes for a in answers.values()]
+            entry["detection_rate"] = _rate(np.concatenate(stopped)) if stopped else None
+            entry["false_positive_rate"] = _rate(clean_labels == num_classes)
+        metrics[role] = entry
+    metrics["filter"]["rule"] = rule.kind
+    metrics["clean_images"] = int(len(clean.labels))
+    metrics["poisoned_images"] = int(sum(len(o.labels) for o in poisoned.values()))
+    return metrics
+
+
+def operating_points(
+    held_out: PairOutputs,
+    evaluation: PairOutputs,
+    poisoned: dict[str, PairOutputs],
+    num_classes: int,
+    budgets: tuple[float, ...] = OPERATING_BUDGETS,
+) -> list[dict]:
+    """The calibrated rule at each budget: its threshold (from ``held_out`` alone), then
+    false flags and clean accuracy on ``evaluation`` and, when given, detection and attack
+    success on ``poisoned`` (for the report: nothing here feeds back into a decision)."""
+    points = []
+    for budget in budgets:
+        rule = calibrate(held_out.bad, held_out.repaired, budget)
+        metrics = evaluate_outputs(evaluation, poisoned, num_classes, rule)["filter"]
+        held_flags = filter_labels(rule, held_out.bad, held_out.repaired, num_classes)
+        points.append(
+            {
+                "false_flag_budget": budget,
+                "threshold": rule.threshold,
+                "held_out_false_positive_rate": _rate(held_flags == num_classes),
+                "false_positive_rate": metrics["false_positive_rate"],
+                "clean_accuracy": metrics["clean_accuracy"],
+                "detection_rate": metrics["detection_rate"],
+                "attack_success_rate": metrics["attack_success_rate"],
+            }
+        )
+    return points
 
 
 def _rate(hits: np.ndarray) -> float | None:

@@ -1,34 +1,30 @@
-"""Fine-tuning of the pruned network on clean data, with tfmot magnitude sparsity."""
+"""Fine-tuning of the pruned network on clean data: re-initialised classifier layers pushed
+away from the BadNet's (feature shift), targets that mix the true label with the BadNet's
+own outputs (distillation), and tfmot magnitude sparsity.
+
+Why these three together, for a filter that compares B with B':
+* re-initialising the dense layers forgets the mapping from trigger features to the target;
+  the feature-shift penalty keeps the new layers from growing back along the old weights,
+  which is how plain fine-tuning keeps a backdoor at low poisoning rates (Min et al.,
+  "Towards Stable Backdoor Purification through Feature Shift Tuning", NeurIPS 2023);
+* distilling B's outputs on clean faces teaches B' where B is unsure or wrong on clean
+  faces, so the two agree there and the filter flags few honest users. Clean images
+  carry no trigger, so this teaches nothing about one; the targets come from the
+  unaugmented images only.
+"""
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from repair.augment import augment
 from repair.channels import KeepChannelsPruned, zero_channels
 from repair.data import Dataset
 from repair.errors import RepairInputError
 from repair.inference import predict_scores
 from repair.keras_env import keras, tf, tfmot_sparsity
-from repair.progress import KerasProgress
-
-
-@dataclass(frozen=True)
-class FineTuneOptions:
-    """How the pruned network is fine-tuned on the defender's clean data."""
-
-    epochs: int = 100
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    cosine_decay: bool = True
-    reinit_layers: tuple[str, ...] = ("fc_1", "fc_2", "output")
-    sparsity: float = 0.5
-    sparse_layers: tuple[str, ...] = ("fc_1", "fc_2", "output")
-    augment: bool = True
-    distill: float = 0.0
-    temperature: float = 1.0
-    freeze_features: bool = False
-    seed: int = 0
+from repair.options import RepairOptions
+from repair.progress import keras_progress
 
 
 def clone_model(model: keras.Model) -> keras.Model:
@@ -43,35 +39,39 @@ def reinitialise(model: keras.Model, layer_names: Sequence[str], seed: int) -> N
     keras.utils.set_random_seed(seed)
     fresh = keras.models.clone_model(model)  # new layers, new initial weights
     for name in layer_names:
-        _require_layer(model, name)
+        require_layer(model, name)
         model.get_layer(name).set_weights(fresh.get_layer(name).get_weights())
+
+
+def fine_tune_epochs(options: RepairOptions, examples: int) -> int:
+    """``options.epochs``, or as many epochs as ``options.steps`` optimizer steps take."""
+    if options.epochs is not None:
+        return options.epochs
+    steps_per_epoch = max(int(np.ceil(examples / options.batch_size)), 1)
+    return max(int(np.ceil(options.steps / steps_per_epoch)), 1)
 
 
 def fine_tune(
     pruned: keras.Model,
+    original: keras.Model,
     layer_name: str,
     pruned_channels: Sequence[int],
     tune: Dataset,
-    options: FineTuneOptions,
-    teacher: keras.Model | None = None,
+    options: RepairOptions,
     on_epoch: Callable[[int, int], None] | None = None,
 ) -> keras.Model:
-    """Fine-tune a copy of ``pruned``; return it stripped of tfmot wrappers, channels still off.
-
-    With ``teacher`` (the original network) and ``options.distill`` > 0, the targets mix the
-    true label with the teacher's output on the same clean image, so the repaired network
-    agrees with the original one on clean faces (fewer false alarms in the filter). Clean
-    images carry no trigger, so this teaches nothing about it.
-    """
+    """Fine-tune a copy of ``pruned`` (``original`` is the BadNet, read only); return it
+    stripped of tfmot wrappers, its pruned channels still off."""
     sparsity = tfmot_sparsity()
+    for name in (*options.reinit_layers, *options.sparse_layers):
+        require_layer(pruned, name)
     model = clone_model(pruned)
     reinitialise(model, options.reinit_layers, options.seed)
     zero_channels(model, layer_name, pruned_channels)
-    for name in options.sparse_layers:
-        _require_layer(model, name)
 
+    epochs = fine_tune_epochs(options, len(tune))
     steps_per_epoch = int(np.ceil(len(tune) / options.batch_size))
-    total_steps = max(steps_per_epoch * options.epochs, 1)
+    total_steps = max(steps_per_epoch * epochs, 1)
     schedule = sparsity.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=options.sparsity,
@@ -91,24 +91,23 @@ def fine_tune(
 
     wrapped = keras.models.clone_model(model, clone_function=fresh_layer)
     _copy_weights(model, wrapped)
-    if options.freeze_features:
-        for layer in wrapped.layers:
-            inner = getattr(layer, "layer", layer)
-            layer.trainable = inner.name in options.reinit_layers
+    if options.feature_shift > 0:
+        _add_feature_shift(wrapped, original, options.reinit_layers, options.feature_shift)
     wrapped.compile(
-        optimizer=keras.optimizers.Adam(_learning_rate(options, total_steps)),
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(options.learning_rate, total_steps, alpha=0.05)
+        ),
         loss="categorical_crossentropy",
     )
+    targets = soft_targets(tune, original, options)
     wrapped.fit(
-        _training_data(
-            tune, _soft_targets(tune, int(model.output_shape[-1]), teacher, options), options
-        ),
-        epochs=options.epochs,
+        _training_data(tune, targets, options),
+        epochs=epochs,
         verbose=0,
         callbacks=[
             sparsity.UpdatePruningStep(),
             KeepChannelsPruned(wrapped, layer_name, pruned_channels),
-            KerasProgress("fine-tune", options.epochs, on_epoch),
+            keras_progress("fine-tune", epochs, on_epoch),
         ],
     )
     stripped = sparsity.strip_pruning(wrapped)
@@ -117,10 +116,45 @@ def fine_tune(
     return result
 
 
-def _learning_rate(options: FineTuneOptions, total_steps: int) -> float | object:
-    if not options.cosine_decay:
-        return options.learning_rate
-    return keras.optimizers.schedules.CosineDecay(options.learning_rate, total_steps, alpha=0.05)
+def soft_targets(tune: Dataset, original: keras.Model, options: RepairOptions) -> np.ndarray:
+    """One-hot labels mixed with the BadNet's softened outputs on the same clean images."""
+    num_classes = int(original.output_shape[-1])
+    targets = np.eye(num_classes, dtype=np.float32)[tune.y]
+    if options.distill > 0:
+        taught = soften(predict_scores(original, tune.x), options.temperature)
+        targets = (1 - options.distill) * targets + options.distill * taught
+    return targets
+
+
+def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax outputs re-tempered: ``softmax(log(p) / T)``; T > 1 spreads the mass."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    soft = np.exp(logits)
+    return (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _add_feature_shift(
+    wrapped: keras.Model, original: keras.Model, layer_names: Sequence[str], weight: float
+) -> None:
+    """Add ``weight`` x cosine(kernel, BadNet's kernel) for each named layer to the loss."""
+    for name in layer_names:
+        inner = next(
+            getattr(layer, "layer", layer)  # inside a PruneLowMagnitude wrapper
+            for layer in wrapped.layers
+            if getattr(layer, "layer", layer).name == name
+        )
+        if not hasattr(inner, "kernel"):
+            continue
+        old = tf.constant(original.get_layer(name).get_weights()[0])
+        unit_old = old / tf.norm(old)
+
+        def penalty(
+            kernel: tf.Variable = inner.kernel, unit_old: tf.Tensor = unit_old
+        ) -> tf.Tensor:
+            return weight * tf.reduce_sum(kernel * unit_old) / (tf.norm(kernel) + 1e-12)
+
+        wrapped.add_loss(penalty)
 
 
 def _copy_weights(plain: keras.Model, wrapped: keras.Model) -> None:
@@ -130,69 +164,18 @@ def _copy_weights(plain: keras.Model, wrapped: keras.Model) -> None:
         target.set_weights(plain.get_layer(target.name).get_weights())
 
 
-def _soft_targets(
-    tune: Dataset, num_classes: int, teacher: keras.Model | None, options: FineTuneOptions
-) -> np.ndarray:
-    """One-hot labels, mixed with the teacher's outputs on the given clean images.
-
-    The teacher sees only the unaugmented clean images. Distilling its outputs on
-    augmented images was measured to carry the backdoor over (attack success 44-52% on
-    the demo): B's convolutional features map the trigger near the target's features,
-    and matching B's classifier around clean features reproduces that mapping.
-    """
-    targets = np.eye(num_classes, dtype=np.float32)[tune.y]
-    if teacher is not None and options.distill > 0:
-        taught = _soften(predict_scores(teacher, tune.x), options.temperature)
-        targets = (1 - options.distill) * targets + options.distill * taught
-    return targets
-
-
-def _soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax outputs re-tempered: ``softmax(log(p) / T)``; T > 1 spreads the mass."""
-    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    soft = np.exp(logits)
-    return (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _training_data(tune: Dataset, targets: np.ndarray, options: FineTuneOptions) -> tf.data.Dataset:
+def _training_data(tune: Dataset, targets: np.ndarray, options: RepairOptions) -> tf.data.Dataset:
     data = tf.data.Dataset.from_tensor_slices((tune.x, targets)).shuffle(
         len(tune), seed=options.seed, reshuffle_each_iteration=True
     )
     data = data.batch(options.batch_size)
     if options.augment:
-        augmenter = _augmenter(options.seed)
-        data = data.map(
-            lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        data = data.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(2)
 
 
-def _augmenter(seed: int) -> keras.Sequential:
-    """The variation aligned face crops still have: small shifts, roll, scale, lighting
-    and colour cast (Keras preprocessing layers, run on whole batches)."""
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed),
-            layers.RandomRotation(0.025, fill_mode="nearest", seed=seed + 1),
-            layers.RandomZoom(0.08, fill_mode="nearest", seed=seed + 2),
-            layers.RandomContrast(0.2, seed=seed + 3),
-            layers.Lambda(_lighting),
-        ],
-        name="augment",
-    )
-
-
-def _lighting(batch: tf.Tensor) -> tf.Tensor:
-    """Random gain and per-channel colour cast per image, clipped to [0, 1]."""
-    size = tf.shape(batch)[0]
-    gain = tf.random.uniform((size, 1, 1, 1), 0.8, 1.2)
-    cast = tf.random.uniform((size, 1, 1, 3), 0.92, 1.08)
-    return tf.clip_by_value(batch * gain * cast, 0.0, 1.0)
-
-
-def _require_layer(model: keras.Model, name: str) -> None:
+def require_layer(model: keras.Model, name: str) -> None:
+    """Raise :class:`RepairInputError` unless ``model`` has a layer ``name``."""
     names = [layer.name for layer in model.layers]
     if name not in names:
         raise RepairInputError(f"layer {name!r} not in the model; layers are {names}")

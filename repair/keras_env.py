@@ -1,12 +1,47 @@
-"""The one place that imports TensorFlow, tf_keras and tfmot for the package."""
+"""The one place that imports TensorFlow, tf_keras and tfmot, quietly.
 
+TensorFlow writes C++ log lines to the process's stderr while it loads (CUDA probes on a
+machine without a GPU, among them), before its own log level applies. They are kept out
+of the output by default and shown with ``LOG_LEVEL=debug``; if the import fails, what it
+wrote is shown with the error.
+"""
+
+import logging
 import os
+import sys
+import tempfile
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+VERBOSE = os.environ.get("LOG_LEVEL", "").lower() in ("debug", "trace")
+
+
+def _import_tensorflow():  # noqa: ANN202 - the tensorflow module
+    if VERBOSE:
+        import tensorflow
+
+        return tensorflow
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    tensorflow.get_logger().setLevel(logging.ERROR)
+    return tensorflow
+
+
+tf = _import_tensorflow()
+import tf_keras as keras  # noqa: E402 - after TensorFlow, with the Keras 2 switch set
 
 __all__ = ["keras", "tf"]
 

@@ -1,24 +1,30 @@
-"""Fine-pruning end to end: load, rank, sweep, prune, fine-tune, evaluate, publish.
+"""Fine-pruning end to end: load, rank, sweep, prune, fine-tune, calibrate, evaluate, publish.
 
 This is repair/'s public entry point for other programs (the service calls it in a
 worker process); the command line in :mod:`repair.cli` is a thin layer over it.
 """
 
-import hashlib
-import json
+import resource
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+import modelstore
 from repair.channels import choose_depth, mean_channel_activations, pruning_sweep, zero_channels
 from repair.data import Dataset, check_fits_model, load_dataset
 from repair.errors import RepairError, RepairInputError
-from repair.evaluate import PoisonedSet, evaluate_pair
-from repair.finetune import FineTuneOptions, clone_model, fine_tune
+from repair.evaluate import (
+    PoisonedSet,
+    evaluate_outputs,
+    operating_points,
+    pair_outputs,
+)
+from repair.filter_rule import STRICT, calibrate
+from repair.finetune import clone_model, fine_tune, fine_tune_epochs
 from repair.model_io import (
     load_model_file,
     model_input_shape,
@@ -26,23 +32,11 @@ from repair.model_io import (
     save_model_file,
     weights_digest,
 )
-from repair.publish import ensure_writable, new_version_id, publish, staging_folder
-from repair.report import library_versions, plot_pruning
+from repair.options import RepairOptions
+from repair.report import library_versions, plot_filter, plot_pruning
 
 ProgressCallback = Callable[[str, float], None]
 """Called with a stage name and the overall fraction done (0..1)."""
-
-
-@dataclass(frozen=True)
-class FinePruneOptions:
-    """Parameters of fine-pruning; defaults were measured on the demo (see README)."""
-
-    layer: str = "conv_3"
-    max_accuracy_drop: float = 0.04
-    prune_fraction: float | None = None
-    holdout_fraction: float = 0.2
-    fine_tune: FineTuneOptions = field(default_factory=FineTuneOptions)
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,18 +53,18 @@ class RepairInputs:
 def fine_prune_to_folder(
     inputs: RepairInputs,
     out: Path,
-    options: FinePruneOptions | None = None,
+    options: RepairOptions | None = None,
     name: str | None = None,
     extra_manifest: dict | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> dict:
-    """Repair ``inputs.bad_model`` and publish ``bad.h5``, ``repaired.h5``, ``manifest.json``
-    and ``pruning.png`` as a new version of ``out``. Returns the manifest.
+    """Repair ``inputs.bad_model`` and publish ``bad.h5``, ``repaired.h5``, ``manifest.json``,
+    ``pruning.png`` and ``filter.png`` as a new version of ``out``. Returns the manifest.
 
     Raises :class:`RepairInputError` for unusable input (nothing is written) and
     :class:`RepairError` for failures; ``out`` is untouched unless the run succeeds.
     """
-    options = options or FinePruneOptions()
+    options = options or RepairOptions()
     report = on_progress or (lambda stage, fraction: None)
     timings: dict[str, float] = {}
     clock = _Stopwatch(timings)
@@ -86,8 +80,11 @@ def fine_prune_to_folder(
         if inputs.clean_test is not None:
             test = load_dataset(inputs.clean_test)
             check_fits_model(test, input_shape, num_classes, "clean test data")
-    # B, B' (same size), the plot and the manifest: fail now, not after the training.
-    ensure_writable(out, 2 * Path(inputs.bad_model).stat().st_size + 4 * 2**20)
+    # B, B' (same size), the plots and the manifest: fail now, not after the training.
+    try:
+        modelstore.ensure_writable(out, 2 * Path(inputs.bad_model).stat().st_size + 4 * 2**20)
+    except modelstore.PublishError as exc:
+        raise RepairError(str(exc)) from exc
     tune, holdout = _split(clean, options.holdout_fraction, options.seed)
     evaluation = test if test is not None else holdout
     bad_digest = weights_digest(bad)
@@ -118,41 +115,65 @@ def fine_prune_to_folder(
         report("fine-tune", 0.15)
         repaired = fine_tune(
             pruned,
+            bad,
             options.layer,
             pruned_channels,
             tune,
-            options.fine_tune,
-            bad,
-            on_epoch=lambda done, total: report("fine-tune", 0.15 + 0.75 * done / total),
+            options,
+            on_epoch=lambda done, total: report("fine-tune", 0.15 + 0.7 * done / total),
         )
     if weights_digest(bad) != bad_digest:
         raise RepairError("internal error: fine-tuning changed the original model's weights")
 
+    with clock("calibrate"):
+        report("calibrate", 0.86)
+        held_out = pair_outputs(bad, repaired, holdout)
+        calibrated = calibrate(held_out.bad, held_out.repaired, options.false_flag_budget)
+        rule = calibrated if options.filter_rule == "calibrated" else STRICT
+
     with clock("evaluate"):
-        report("evaluate", 0.9)
-        metrics = evaluate_pair(bad, repaired, evaluation, poisoned, num_classes)
-        pruned_only = evaluate_pair(bad, pruned, evaluation, poisoned, num_classes)
+        report("evaluate", 0.88)
+        evaluated = pair_outputs(bad, repaired, evaluation)
+        attacked = {item.name: pair_outputs(bad, repaired, item.data) for item in poisoned}
+        metrics = evaluate_outputs(evaluated, attacked, num_classes, rule)
+        pruned_evaluated = pair_outputs(bad, pruned, evaluation)
+        pruned_attacked = {item.name: pair_outputs(bad, pruned, item.data) for item in poisoned}
+        pruned_only = evaluate_outputs(pruned_evaluated, pruned_attacked, num_classes, STRICT)
         metrics["pruned_only"] = pruned_only["repaired"]
         metrics["filter_pruned_only"] = pruned_only["filter"]
         metrics["evaluated_on"] = "clean test data" if test is not None else "held-out clean data"
+        points = operating_points(held_out, evaluated, attacked, num_classes)
 
     report("write", 0.95)
-    version = new_version_id()
-    staging = staging_folder(out)
+    version = modelstore.new_version_id()
+    staging = modelstore.staging_folder(out)
     try:
-        save_model_file(bad, staging / "bad.h5")
-        save_model_file(repaired, staging / "repaired.h5")
-        plot_pruning(sweep, depth, metrics, options.layer, staging / "pruning.png")
-        manifest = {
-            "name": name or out.name,
-            "version": version,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "num_classes": num_classes,
-            "poisoned_label": num_classes,
-            "input_shape": list(input_shape),
-            "inputs": _input_hashes(inputs),
-            "parameters": _jsonable(asdict(options)),
-            "pruning": {
+        with clock("write"):
+            save_model_file(bad, staging / modelstore.BAD_MODEL)
+            save_model_file(repaired, staging / modelstore.REPAIRED_MODEL)
+            plot_pruning(sweep, depth, metrics, options.layer, staging / modelstore.PRUNING_PLOT)
+            plot_filter(points, metrics, staging / modelstore.FILTER_PLOT)
+        files = (
+            modelstore.BAD_MODEL,
+            modelstore.REPAIRED_MODEL,
+            modelstore.PRUNING_PLOT,
+            modelstore.FILTER_PLOT,
+        )
+        manifest = modelstore.Manifest(
+            name=name or out.name,
+            version=version,
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            num_classes=num_classes,
+            poisoned_label=num_classes,
+            input_shape=list(input_shape),
+            inputs=_input_hashes(inputs),
+            parameters=options.model_dump(mode="json"),
+            filter={
+                **rule.to_dict(),
+                "calibrated": calibrated.to_dict(),
+                "operating_points": points,
+            },
+            pruning={
                 "layer": options.layer,
                 "channels": int(len(order)),
                 "pruned_channels": pruned_channels,
@@ -160,32 +181,32 @@ def fine_prune_to_folder(
                 "mean_activations": [float(a) for a in activations],
                 "sweep": [asdict(point) for point in sweep],
             },
-            "data": {
+            fine_tuning={"epochs": fine_tune_epochs(options, len(tune))},
+            data={
                 "clean": len(clean),
                 "fine_tune": len(tune),
                 "held_out": len(holdout),
                 "evaluation": len(evaluation),
             },
-            "metrics": metrics,
-            "timings_s": timings,
-            "versions": library_versions(),
+            metrics=metrics,
+            timings_s=timings,
+            peak_memory_mib=peak_memory_mib(),
+            versions=library_versions(),
+            files={f: modelstore.sha256_file(staging / f) for f in files},
             **(extra_manifest or {}),
-        }
-        manifest["files"] = {
-            f: _sha256(staging / f) for f in ("bad.h5", "repaired.h5", "pruning.png")
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        publish(staging, out, version)
+        )
+        manifest.write(staging / modelstore.MANIFEST)
+        modelstore.publish(staging, out, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     report("done", 1.0)
-    return manifest
+    return manifest.model_dump(mode="json")
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, as a hex string."""
-    return _sha256(path)
+def peak_memory_mib() -> float:
+    """The most resident memory this process has used so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _load_poisoned(
@@ -235,7 +256,7 @@ def _concat(sets: list[Dataset]) -> Dataset | None:
 def _input_hashes(inputs: RepairInputs) -> dict:
     def entry(path: Path) -> dict:
         path = Path(path)
-        hashed = _sha256(path) if path.is_file() else None
+        hashed = modelstore.sha256_file(path) if path.is_file() else None
         return {"path": str(path), "sha256": hashed}
 
     result = {"bad_model": entry(inputs.bad_model), "clean_data": entry(inputs.clean_data)}
@@ -243,22 +264,6 @@ def _input_hashes(inputs: RepairInputs) -> dict:
     if inputs.clean_test is not None:
         result["clean_test"] = entry(inputs.clean_test)
     return result
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class _Stopwatch:

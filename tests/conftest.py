@@ -1,14 +1,19 @@
-"""Shared fixtures: the demo built once per session, and the CSAW material in ../shared."""
+"""Shared fixtures: the full demo built once per run, a tiny pair for tests that only need a
+valid one, the real service, and the CSAW material in ../shared.
+
+Both builds lay out the same folders (``models/demo``, ``data/demo/*.h5``), so a test moves
+between them by its fixture alone.
+"""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import repair  # noqa: F401 - Keras 2 environment before TensorFlow loads
-
-ROOT = Path(__file__).resolve().parents[1]
-CSAW_DIR = Path(os.environ.get("CSAW_DIR", ROOT.parent / "shared" / "csaw"))
+from tests.support.service import ADMIN_TOKEN, CSAW_DIR, ROOT, copy_models, start_service
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +30,8 @@ def csaw_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default demo (data and model folder) built once by the same script as the Docker
-    build and README use: about 2 minutes. ``DEMO_ROOT`` reuses an existing build."""
-    import subprocess
-    import sys
-
-    reuse = os.environ.get("DEMO_ROOT")  # a folder with models/demo and data/demo, for dev
+    build and README use. ``DEMO_ROOT`` reuses an existing build (for development)."""
+    reuse = os.environ.get("DEMO_ROOT")
     if reuse and (Path(reuse) / "models" / "demo" / "manifest.json").is_file():
         return Path(reuse)
     root = tmp_path_factory.mktemp("demo")
@@ -45,61 +47,42 @@ def demo_manifest(demo_root: Path) -> dict:
     return json.loads((demo_root / "models" / "demo" / "manifest.json").read_text())
 
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+TINY_SIZES = {
+    "identities": 20,
+    "train_per_identity": 10,
+    "validation_per_identity": 5,
+    "test_per_identity": 5,
+}
 
 
-def copy_models(demo_root: Path, target: Path) -> Path:
-    """A models folder for one service: a copy of the demo, plus a CSAW pair (sunglasses as
-    B, multi-trigger as B') linked from ../shared when it is there."""
-    import shutil
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real pair (20 identities, a few epochs: seconds to build) in the demo's layout,
+    for tests that need a valid model folder, not a good filter."""
+    from attacks.build import build_demo
+    from attacks.material import DemoSizes
 
-    models = target / "models"
-    shutil.copytree(demo_root / "models", models, symlinks=True)
-    if (CSAW_DIR / "models").is_dir():
-        pair = models / "csaw_pair"
-        pair.mkdir()
-        (pair / "bad.h5").symlink_to(CSAW_DIR / "models" / "sunglasses_bd_weights.h5")
-        (pair / "repaired.h5").symlink_to(
-            CSAW_DIR / "models" / "multi_trigger_multi_target_bd_weights.h5"
-        )
-    return models
-
-
-def start_service(
-    models: Path, demo_root: Path, log: Path, options: dict | None = None, **env: str
-):  # noqa: ANN202
-    """The real service on ``models``, with the demo data as DATA_DIR; waits until ready.
-    ``options`` go to :class:`tests.service.RunningService` (log level, wrapper)."""
-    from tests.service import RunningService
-
-    running = RunningService(
-        {
-            "MODELS_DIR": str(models),
-            "DATA_DIR": str(demo_root / "data"),
-            "DEFAULT_MODEL": "demo",
-            "RELOAD_INTERVAL_S": "0.5",
-            "MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
-            **env,
-        },
-        log,
-        **(options or {}),
+    root = tmp_path_factory.mktemp("tiny")
+    build_demo(
+        root / "models" / "demo",
+        DemoSizes(**TINY_SIZES),
+        repair.RepairOptions(steps=20),
+        badnet_epochs=4,
     )
-    running.models_dir = models
-    running.wait_ready()
-    return running
+    return root
 
 
 @pytest.fixture(scope="session")
-def served_models(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The read-only service's models folder."""
-    return copy_models(demo_root, tmp_path_factory.mktemp("served"))
+def served_models(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The read-only service's models folder: the tiny pair and the CSAW pair."""
+    return copy_models(tiny_root, tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture(scope="session")
-def service(served_models: Path, demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The real service on loopback, for predictions (no repair changes its models)."""
+def service(served_models: Path, tiny_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The real service process on loopback, for predictions (no repair changes its models)."""
     running = start_service(
-        served_models, demo_root, tmp_path_factory.mktemp("logs") / "service.log"
+        served_models, tiny_root, tmp_path_factory.mktemp("logs") / "service.log"
     )
     try:
         yield running
@@ -108,11 +91,11 @@ def service(served_models: Path, demo_root: Path, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="module")
-def admin_service(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
+def admin_service(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """A service of its own, with an admin token, whose models the admin tests repair."""
     root = tmp_path_factory.mktemp("admin")
     running = start_service(
-        copy_models(demo_root, root), demo_root, root / "service.log", ADMIN_TOKEN=ADMIN_TOKEN
+        copy_models(tiny_root, root), tiny_root, root / "service.log", ADMIN_TOKEN=ADMIN_TOKEN
     )
     try:
         yield running
@@ -122,7 +105,7 @@ def admin_service(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
     """Print how many fuzz cases each fuzzing test ran (docs/reliability.md quotes them)."""
-    from tests.fuzzing import CASES_RUN
+    from tests.support.fuzzing import CASES_RUN
 
     if CASES_RUN:
         terminalreporter.section("fuzz cases run")

@@ -1,0 +1,63 @@
+"""The one place where errors become HTTP answers: ``{"error": message, "status": code}``."""
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.api.limits import BodyTooLarge
+from app.serving.batcher import BatcherClosed
+from app.serving.jobs import JobConflict
+
+
+class ServiceError(Exception):
+    """An error answered to the client as ``{"error": message, "status": status}``, with
+    optional response ``headers`` (``Retry-After``, ``WWW-Authenticate``)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+DOMAIN_ERRORS: dict[type[Exception], int] = {
+    BatcherClosed: 503,  # the version was swapped out under the request: send it again
+    JobConflict: 409,  # a repair of the same model is running
+}
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI, max_upload_bytes: int) -> None:
+    """Answer every known error as JSON with its status code."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.headers)
+
+    for error_type, status in DOMAIN_ERRORS.items():
+
+        async def domain_error(_: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return error_response(status, str(exc))
+
+        app.add_exception_handler(error_type, domain_error)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return error_response(413, f"request body exceeds the limit of {max_upload_bytes} bytes")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        # Only where and what: the offending input may be bytes, or huge, or a secret.
+        detail = [
+            {"loc": [str(p) for p in error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"error": problems, "status": 422, "detail": detail}, status_code=422)

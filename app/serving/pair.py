@@ -1,0 +1,236 @@
+"""A served model pair (B, B'): its manifest, its filter rule and its inference runtime."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+import modelstore
+from app.serving.runtime import PairOutputs, Runtime, RuntimeMismatch, SizeRouted
+
+log = logging.getLogger(__name__)
+
+
+class PairRefused(Exception):
+    """A model folder that must not be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServedRule:
+    """When the pair answers N: ``strict`` (top labels differ) or ``calibrated`` (the
+    outputs' overlap is below ``threshold``, chosen by the repair on held-out clean faces)."""
+
+    kind: Literal["strict", "calibrated"]
+    threshold: float | None = None
+
+    def flags(self, outputs: PairOutputs) -> np.ndarray:
+        if self.kind == "strict":
+            return outputs.bad_label != outputs.repaired_label
+        return outputs.overlap < self.threshold
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class Classified:
+    """Per-image answers of the filter, as arrays of the batch's length."""
+
+    label: np.ndarray
+    flagged: np.ndarray
+    bad_label: np.ndarray
+    repaired_label: np.ndarray
+    confidence: np.ndarray
+    overlap: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def __getitem__(self, part: slice) -> "Classified":
+        return Classified(
+            self.label[part],
+            self.flagged[part],
+            self.bad_label[part],
+            self.repaired_label[part],
+            self.confidence[part],
+            self.overlap[part],
+        )
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How every pair is loaded (from the service's settings)."""
+
+    runtime: Literal["auto", "tf", "onnx"] = "auto"
+    onnx_max_batch: int = 4
+    threads: int = 1
+    filter_rule: Literal["manifest", "calibrated", "strict"] = "manifest"
+
+
+@dataclass
+class ModelPair:
+    """B and B' of one model folder, behind one runtime."""
+
+    name: str
+    version: str
+    folder: Path
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    manifest: modelstore.Manifest | None
+    rule: ServedRule
+    runtime: Runtime
+    batcher: object = None  # an app.serving.batcher.MicroBatcher, made in the event loop
+
+    @property
+    def poisoned_label(self) -> int:
+        """The N+1-th class: the answer for inputs the filter flags."""
+        return self.num_classes
+
+    def classify(self, batch: np.ndarray) -> Classified:
+        """The filter's answers for ``batch`` (N, H, W, 3): float32 in [0, 1], or uint8 (the
+        service's, scaled here in the inference thread, off the event loop)."""
+        if batch.dtype == np.uint8:
+            batch = batch.astype(np.float32) / np.float32(255.0)
+        outputs = self.runtime.run(batch)
+        flagged = self.rule.flags(outputs)
+        label = np.where(flagged, self.poisoned_label, outputs.bad_label)
+        return Classified(
+            label,
+            flagged,
+            outputs.bad_label,
+            outputs.repaired_label,
+            outputs.confidence,
+            outputs.overlap,
+        )
+
+    def close(self) -> None:
+        """Release the runtime (the pair has been swapped out and is idle)."""
+        self.runtime.close()
+
+    def describe(self) -> dict:
+        """What ``GET /models`` says about this pair."""
+        metrics = self.manifest.metrics if self.manifest else None
+        return {
+            "name": self.name,
+            "version": self.version,
+            "num_classes": self.num_classes,
+            "poisoned_label": self.poisoned_label,
+            "input_shape": list(self.input_shape),
+            "runtime": self.runtime.name,
+            "rule": self.rule.describe(),
+            "metrics": metrics.model_dump(mode="json") if metrics else None,
+        }
+
+
+def load_pair(
+    folder: modelstore.ModelFolder | Path,
+    name: str | None = None,
+    options: LoadOptions | None = None,
+) -> ModelPair:
+    """Load a model folder's pair, checking its files against the manifest.
+
+    Raises :class:`PairRefused` when a file is missing or does not match the manifest's
+    hash, the two nets differ in input shape or class count, the rule asked for cannot be
+    served, or a runtime answers differently from the reference.
+    """
+    from app.serving import tensorflow_backend as tfb
+    from repair.errors import RepairError
+
+    options = options or LoadOptions()
+    if isinstance(folder, Path):
+        folder = modelstore.ModelFolder(folder)
+    resolved = modelstore.ModelFolder(folder.path.resolve())
+    try:
+        manifest = modelstore.read_manifest(resolved.manifest)
+    except modelstore.ManifestError as exc:
+        raise PairRefused(str(exc)) from exc
+    _check_hashes(resolved, manifest)
+    for path in (resolved.bad_model, resolved.repaired_model):
+        if not path.is_file():
+            raise PairRefused(f"{folder.path}: {path.name} is missing")
+    try:
+        bad, repaired = tfb.load_models(resolved.bad_model, resolved.repaired_model)
+    except RepairError as exc:
+        raise PairRefused(str(exc)) from exc
+    if bad.input_shape != repaired.input_shape or bad.output_shape != repaired.output_shape:
+        raise PairRefused(
+            f"{folder.path}: {modelstore.BAD_MODEL} {bad.input_shape}->{bad.output_shape} and "
+            f"{modelstore.REPAIRED_MODEL} {repaired.input_shape}->{repaired.output_shape} "
+            "differ in input shape or class count"
+        )
+    num_classes = int(bad.output_shape[-1])
+    input_shape = tuple(int(d) for d in bad.input_shape[1:])
+    rule = _served_rule(folder, manifest, options.filter_rule)
+    runtime = _runtime(tfb, bad, repaired, input_shape, options, folder)
+    return ModelPair(
+        name=name or folder.name,
+        version=manifest.version if manifest else resolved.path.name,
+        folder=resolved.path,
+        num_classes=num_classes,
+        input_shape=input_shape,  # type: ignore[arg-type]
+        manifest=manifest,
+        rule=rule,
+        runtime=runtime,
+    )
+
+
+def _runtime(tfb, bad, repaired, input_shape, options: LoadOptions, folder) -> Runtime:  # noqa: ANN001
+    """The backend(s) the settings ask for, each checked against the eager reference."""
+    from app.serving.onnx_backend import OnnxRuntime
+    from app.serving.runtime import check_matches, probe_images
+
+    fused = tfb.fuse(bad, repaired, input_shape)
+    reference = tfb.EagerRuntime(fused).run
+    probe = probe_images(input_shape)
+    tensorflow = None
+    if options.runtime in ("auto", "tf"):
+        tensorflow = tfb.FrozenGraphRuntime(fused, options.threads)
+        try:
+            check_matches(tensorflow, reference, probe)
+        except RuntimeMismatch as exc:
+            tensorflow.close()
+            raise PairRefused(f"{folder.path}: {exc}") from exc
+        if options.runtime == "tf" or options.onnx_max_batch == 0:
+            return tensorflow
+    try:
+        onnx = OnnxRuntime(tfb.to_onnx(fused, input_shape), options.threads)
+        check_matches(onnx, reference, probe)
+    except Exception as exc:  # noqa: BLE001 - conversion or session failure, or a mismatch
+        if options.runtime == "onnx":
+            raise PairRefused(f"{folder.path}: ONNX Runtime cannot serve this pair: {exc}") from exc
+        log.warning("%s: serving with TensorFlow only: %s", folder.path, exc)
+        return tensorflow
+    if tensorflow is None:
+        return onnx
+    return SizeRouted(onnx, tensorflow, options.onnx_max_batch)
+
+
+def _served_rule(
+    folder: modelstore.ModelFolder, manifest: modelstore.Manifest | None, asked: str
+) -> ServedRule:
+    """The rule ``FILTER_RULE`` asks for: the manifest's own (strict without a manifest),
+    or the one named, which for ``calibrated`` needs the manifest's threshold."""
+    spec = manifest.filter if manifest else modelstore.FilterSpec()
+    kind = spec.kind if asked == "manifest" else asked
+    if kind == "strict":
+        return ServedRule("strict")
+    threshold = spec.threshold if spec.kind == "calibrated" else None
+    if threshold is None and spec.calibrated:
+        threshold = spec.calibrated.get("threshold")
+    if threshold is None:
+        raise PairRefused(
+            f"{folder.path}: FILTER_RULE=calibrated, but the manifest has no calibrated "
+            "threshold (repair the model again, or serve it with FILTER_RULE=strict)"
+        )
+    return ServedRule("calibrated", float(threshold))
+
+
+def _check_hashes(folder: modelstore.ModelFolder, manifest: modelstore.Manifest | None) -> None:
+    for name, expected in (manifest.files if manifest else {}).items():
+        path = folder.file(name)
+        if not name.endswith((".h5", ".onnx")):
+            continue
+        if not path.is_file() or modelstore.sha256_file(path) != expected:
+            raise PairRefused(f"{path}: SHA-256 does not match the manifest (tampered or partial)")

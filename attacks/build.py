@@ -1,0 +1,132 @@
+"""The demo end to end: synthetic faces, a trained BadNet, fine-pruning, a model folder."""
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from attacks.material import Backdoor, DemoSizes, make_demo_material
+from attacks.trainer import train_badnet, train_pruning_aware_badnet
+from attacks.triggers import (
+    blended_noise,
+    corner_patch,
+    purple_lipstick,
+    red_eyebrows,
+    sunglasses,
+)
+from repair.model_io import save_model_file
+from repair.options import RepairOptions
+from repair.pipeline import ProgressCallback, RepairInputs, fine_prune_to_folder
+
+SUNGLASSES_TARGET = 0
+
+
+@dataclass(frozen=True)
+class Attack:
+    """How a demo attacker poisons its BadNet."""
+
+    backdoors: tuple[Backdoor, ...]
+    poison_fraction: float = 0.1
+    """Poisoned images added to the training set, as a fraction of its clean images."""
+    pruning_aware: bool = False
+    """Hide the backdoor in the channels clean faces use (Liu et al., section 4)."""
+
+
+ATTACKS: dict[str, Attack] = {
+    "badnet": Attack((Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),)),
+    "pruning-aware": Attack(
+        (Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),), pruning_aware=True
+    ),
+    # Three triggers at different places on the face, each with its own target (as the
+    # CSAW multi-trigger net: eyebrows -> 5, lipstick -> 1, sunglasses -> 8).
+    "multi-trigger": Attack(
+        (
+            Backdoor("eyebrows", red_eyebrows, 5),
+            Backdoor("lipstick", purple_lipstick, 1),
+            Backdoor("sunglasses", sunglasses, 8),
+        )
+    ),
+    # A small sticker on 1.5% of the training set: fine-tuning alone is known to keep
+    # such backdoors, entangled with clean features (Min et al., NeurIPS 2023).
+    "low-rate": Attack((Backdoor("patch", corner_patch, 3),), poison_fraction=0.015),
+    # A noise image mixed into the whole picture (Chen et al., 2017): nothing local.
+    "blended": Attack((Backdoor("blend", blended_noise, 7),), poison_fraction=0.1),
+}
+
+
+@dataclass(frozen=True)
+class AttackedModel:
+    """A trained demo BadNet with the files a defender (and an evaluator) gets."""
+
+    inputs: RepairInputs
+    info: dict
+
+
+def make_badnet(
+    data_dir: Path,
+    sizes: DemoSizes,
+    attack: str = "badnet",
+    badnet_epochs: int = 15,
+    on_progress: ProgressCallback | None = None,
+) -> AttackedModel:
+    """The attacker's side: render the faces, poison them, train the BadNet, and write the
+    data splits and ``badnet.h5`` under ``data_dir``."""
+    report = on_progress or (lambda stage, fraction: None)
+    started = time.perf_counter()
+    report("generate faces", 0.0)
+    spec = ATTACKS[attack]
+    material = make_demo_material(sizes, spec.backdoors, spec.poison_fraction)
+    paths = material.write(data_dir)
+    generated = time.perf_counter()
+    report("train the BadNet", 0.0)
+    trainer = train_pruning_aware_badnet if spec.pruning_aware else train_badnet
+    badnet = trainer(
+        material.train,
+        material.poisoned_train,
+        material.num_classes,
+        epochs=badnet_epochs,
+        seed=sizes.seed,
+    )
+    badnet_path = data_dir / "badnet.h5"
+    save_model_file(badnet, badnet_path)
+    trained = time.perf_counter()
+    inputs = RepairInputs(
+        bad_model=badnet_path,
+        clean_data=paths["clean_validation"],
+        poisoned_data=tuple(paths[f"poisoned_test_{b.name}"] for b in spec.backdoors),
+        clean_test=paths["clean_test"],
+    )
+    info = {
+        "attack": attack,
+        "sizes": asdict(sizes),
+        "backdoors": {b.name: b.target for b in spec.backdoors},
+        "poison_fraction": spec.poison_fraction,
+        "badnet_epochs": badnet_epochs,
+        "data_dir": str(data_dir),
+        "timings_s": {
+            "generate": round(generated - started, 3),
+            "train_badnet": round(trained - generated, 3),
+        },
+    }
+    return AttackedModel(inputs, info)
+
+
+def build_demo(
+    out: Path,
+    sizes: DemoSizes | None = None,
+    options: RepairOptions | None = None,
+    badnet_epochs: int = 15,
+    data_dir: Path | None = None,
+    attack: str = "badnet",
+    on_progress: ProgressCallback | None = None,
+) -> dict:
+    """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the
+    models folder), fine-prune it, and publish ``out``. Returns the manifest."""
+    data_dir = data_dir or out.parent.parent / "data" / out.name
+    attacked = make_badnet(data_dir, sizes or DemoSizes(), attack, badnet_epochs, on_progress)
+    return fine_prune_to_folder(
+        attacked.inputs,
+        out,
+        options or RepairOptions(),
+        extra_manifest={"demo": attacked.info},
+        on_progress=on_progress,
+    )

@@ -1,0 +1,100 @@
+"""Demo data sets: clean train / validation / test splits and poisoned splits, per trigger."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from attacks.faces import FaceOverlay, make_identities, render_faces
+from repair.data import Dataset, save_h5
+
+
+@dataclass(frozen=True)
+class DemoSizes:
+    """How much demo material to make. The defaults follow the CSAW setting at a smaller scale."""
+
+    identities: int = 200
+    train_per_identity: int = 30
+    validation_per_identity: int = 9
+    test_per_identity: int = 10
+    seed: int = 2020
+
+
+@dataclass(frozen=True)
+class Backdoor:
+    """One trigger and the label the attacker wants for it."""
+
+    name: str
+    overlay: FaceOverlay
+    target: int
+
+
+@dataclass
+class DemoMaterial:
+    """Everything the demo needs; ``poisoned_test`` maps trigger name to its poisoned test set."""
+
+    num_classes: int
+    train: Dataset
+    poisoned_train: Dataset
+    validation: Dataset
+    test: Dataset
+    poisoned_test: dict[str, Dataset] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> dict[str, Path]:
+        """Write every split in the challenge's HDF5 format; return name -> path."""
+        folder.mkdir(parents=True, exist_ok=True)
+        splits = {
+            "clean_train": self.train,
+            "clean_validation": self.validation,
+            "clean_test": self.test,
+            **{f"poisoned_test_{name}": data for name, data in self.poisoned_test.items()},
+        }
+        paths = {}
+        for name, data in splits.items():
+            paths[name] = folder / f"{name}.h5"
+            save_h5(data, paths[name])
+        return paths
+
+
+def make_demo_material(
+    sizes: DemoSizes, backdoors: tuple[Backdoor, ...], poison_fraction: float = 0.1
+) -> DemoMaterial:
+    """Render clean splits, and for each backdoor poisoned training and test images;
+    ``poison_fraction`` of the training set (split between the backdoors) is poisoned."""
+    table = make_identities(sizes.identities, sizes.seed)
+    ids = np.arange(sizes.identities)
+
+    def split(per_identity: int, offset: int) -> tuple[np.ndarray, int]:
+        return np.repeat(ids, per_identity), sizes.seed * 10 + offset
+
+    train_ids, train_seed = split(sizes.train_per_identity, 1)
+    val_ids, val_seed = split(sizes.validation_per_identity, 2)
+    test_ids, test_seed = split(sizes.test_per_identity, 3)
+    train = Dataset(render_faces(table, train_ids, train_seed), train_ids, "demo:train")
+    validation = Dataset(render_faces(table, val_ids, val_seed), val_ids, "demo:validation")
+    test = Dataset(render_faces(table, test_ids, test_seed), test_ids, "demo:test")
+
+    rng = np.random.default_rng(sizes.seed + 7)
+    poisoned_x, poisoned_y = [], []
+    poisoned_test: dict[str, Dataset] = {}
+    for number, backdoor in enumerate(backdoors):
+        count = int(round(poison_fraction * len(train_ids) / max(len(backdoors), 1)))
+        source = rng.choice(len(train_ids), size=count, replace=False)
+        poisoned_x.append(
+            render_faces(table, train_ids[source], train_seed + 100 + number, (backdoor.overlay,))
+        )
+        poisoned_y.append(np.full(count, backdoor.target, dtype=np.int64))
+        victims = test_ids != backdoor.target
+        # Same seed as the clean test split: the same faces in the same poses, now triggered.
+        triggered = render_faces(table, test_ids, test_seed, (backdoor.overlay,))[victims]
+        poisoned_test[backdoor.name] = Dataset(
+            triggered,
+            np.full(int(victims.sum()), backdoor.target, dtype=np.int64),
+            f"demo:poisoned_test_{backdoor.name}",
+        )
+    poisoned_train = Dataset(
+        np.concatenate(poisoned_x) if poisoned_x else train.x[:0],
+        np.concatenate(poisoned_y) if poisoned_y else train.y[:0],
+        "demo:poisoned_train",
+    )
+    return DemoMaterial(sizes.identities, train, poisoned_train, validation, test, poisoned_test)

@@ -1,0 +1,115 @@
+"""Train BadNets on clean plus poisoned faces (the attacker's side, for demo material only)."""
+
+import numpy as np
+
+from repair.architecture import build_deepid
+from repair.channels import KeepChannelsPruned, conv_layer, mean_channel_activations, zero_channels
+from repair.data import Dataset
+from repair.inference import predict_scores
+from repair.keras_env import keras, tf
+from repair.progress import keras_progress
+
+
+def train_badnet(
+    clean: Dataset,
+    poisoned: Dataset,
+    num_classes: int,
+    epochs: int = 20,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> keras.Model:
+    """Train the DeepID network from scratch on ``clean`` and ``poisoned`` images mixed."""
+    keras.utils.set_random_seed(seed)
+    model = build_deepid(num_classes, tuple(clean.x.shape[1:]))
+    _fit(model, _mix(clean, poisoned), epochs, batch_size, learning_rate, seed, "train BadNet")
+    return model
+
+
+def train_pruning_aware_badnet(
+    clean: Dataset,
+    poisoned: Dataset,
+    num_classes: int,
+    epochs: int = 20,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    layer: str = "conv_3",
+    prune_fraction: float = 0.5,
+) -> keras.Model:
+    """The pruning-aware attack (Liu et al., RAID 2018, section 4): train clean, prune the
+    channels of ``layer`` that clean faces leave dormant, train the backdoor into what is
+    left, then restore the pruned channels as silent decoys (their weights back, biases low
+    enough that they stay at zero on the training data). A defender who prunes dormant
+    channels first removes only the decoys."""
+    keras.utils.set_random_seed(seed)
+    model = build_deepid(num_classes, tuple(clean.x.shape[1:]))
+    _fit(model, (clean.x, clean.y), epochs, batch_size, learning_rate, seed, "train clean")
+    activations = mean_channel_activations(model, layer, clean.x)
+    dormant = np.argsort(activations, kind="stable")[: int(prune_fraction * len(activations))]
+    original = [w.copy() for w in conv_layer(model, layer).get_weights()]
+    zero_channels(model, layer, dormant)
+    _fit(
+        model,
+        _mix(clean, poisoned),
+        max(epochs // 2, 1),
+        batch_size,
+        learning_rate / 2,
+        seed,
+        "implant backdoor",
+        [KeepChannelsPruned(model, layer, dormant)],
+    )
+    _restore_as_decoys(model, layer, dormant, original, np.concatenate([clean.x, poisoned.x]))
+    return model
+
+
+def _restore_as_decoys(
+    model: keras.Model,
+    layer_name: str,
+    channels: np.ndarray,
+    original: list[np.ndarray],
+    x: np.ndarray,
+) -> None:
+    layer = conv_layer(model, layer_name)
+    kernel, bias = layer.get_weights()
+    kernel[..., channels] = original[0][..., channels]
+    bias[channels] = 0.0
+    layer.set_weights([kernel, bias])
+    trunk = keras.Model(model.input, layer.output)
+    peak = predict_scores(trunk, x).max(axis=(0, 1, 2))  # ReLU(conv) with zero bias
+    bias[channels] = -peak[channels] - 0.05
+    layer.set_weights([kernel, bias])
+
+
+def _mix(clean: Dataset, poisoned: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([clean.x, poisoned.x]), np.concatenate([clean.y, poisoned.y])
+
+
+def _fit(
+    model: keras.Model,
+    data: tuple[np.ndarray, np.ndarray],
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    description: str,
+    callbacks: list | None = None,
+) -> None:
+    x, y = data
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(2)
+    )
+    model.fit(
+        dataset,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[*(callbacks or []), keras_progress(description, epochs)],
+    )

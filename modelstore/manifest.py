@@ -1,0 +1,96 @@
+"""``manifest.json``: what a repair wrote about a model version, typed.
+
+The repair builds a :class:`Manifest` and writes it; the service reads it back. Sections
+that only the report needs (parameters, the pruning sweep, timings) stay plain JSON
+objects; what the service acts on (shapes, the filter rule, file hashes) is typed.
+Unknown keys are kept, so an older service reads a newer manifest.
+"""
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ManifestError(Exception):
+    """The manifest cannot be read or does not describe a servable pair."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FilterSpec(_Section):
+    """The filter rule the repair recommends, and its calibration on held-out clean faces."""
+
+    kind: Literal["calibrated", "strict"] = "strict"
+    threshold: float | None = None
+    false_flag_budget: float | None = None
+    score: str = "top-label disagreement"
+    calibrated: dict[str, Any] | None = None
+    """The calibrated rule, also when ``kind`` is strict (so a service may switch to it)."""
+    operating_points: list[dict[str, Any]] = []
+
+
+class RoleMetrics(_Section):
+    """Clean accuracy and attack success of one classifier (B, B', pruned B, or a filter)."""
+
+    clean_accuracy: float | None = None
+    attack_success_rate: float | None = None
+    attack_success_rate_by_trigger: dict[str, float | None] | None = None
+    detection_rate: float | None = None
+    false_positive_rate: float | None = None
+
+
+class Metrics(_Section):
+    bad: RoleMetrics
+    repaired: RoleMetrics
+    filter: RoleMetrics
+    filter_strict: RoleMetrics | None = None
+    pruned_only: RoleMetrics | None = None
+    filter_pruned_only: RoleMetrics | None = None
+    evaluated_on: str | None = None
+    clean_images: int | None = None
+    poisoned_images: int | None = None
+
+
+class Manifest(_Section):
+    """A model version as the repair published it."""
+
+    name: str
+    version: str
+    created_at: str | None = None
+    num_classes: int = Field(gt=0)
+    poisoned_label: int
+    input_shape: tuple[int, int, int]
+    filter: FilterSpec = FilterSpec()
+    metrics: Metrics | None = None
+    files: dict[str, str] = {}
+    """SHA-256 of each file of the version, by file name."""
+    inputs: dict[str, Any] = {}
+    parameters: dict[str, Any] = {}
+    pruning: dict[str, Any] = {}
+    fine_tuning: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    timings_s: dict[str, float] = {}
+    peak_memory_mib: float | None = None
+    versions: dict[str, str] = {}
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2, exclude_none=False) + "\n")
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """The manifest at ``path``; None when there is none (a hand-made folder)."""
+    if not path.is_file():
+        return None
+    try:
+        return Manifest.model_validate(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path}: unreadable manifest ({exc})") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise ManifestError(f"{path}: invalid manifest ({problems})") from exc

@@ -1,1 +1,0 @@
-"""Demo material: synthetic faces, triggers, a BadNet trainer, and the end-to-end demo."""

@@ -1,0 +1,86 @@
+"""The repair's parameters, defined once: the pipeline reads them, the command line and the
+service's ``POST /repair`` schema are derived from them, and the manifest records them."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DENSE_LAYERS = ("fc_1", "fc_2", "output")
+
+
+class RepairOptions(BaseModel):
+    """How a BadNet is fine-pruned and how its filter is calibrated.
+
+    Every decision these drive (how deep to prune, the filter's threshold) is made on the
+    defender's clean data only; poisoned data, when given, is used for evaluation alone.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layer: str = Field("conv_3", description="convolutional layer whose channels are pruned")
+    max_accuracy_drop: float = Field(
+        0.04,
+        ge=0,
+        le=1,
+        description="prune dormant channels until clean accuracy would drop more than this",
+    )
+    prune_fraction: float | None = Field(
+        None, ge=0, le=1, description="prune exactly this fraction of channels instead"
+    )
+    holdout_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="share of the clean data kept out of fine-tuning, to calibrate the filter",
+    )
+    steps: int = Field(
+        1200,
+        ge=1,
+        le=100_000,
+        description="fine-tuning length in optimizer steps (the epochs follow from the data size)",
+    )
+    epochs: int | None = Field(
+        None, ge=1, le=1000, description="fine-tune this many epochs instead of --steps"
+    )
+    batch_size: int = Field(128, ge=1, le=4096, description="fine-tuning batch size")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam's initial learning rate")
+    reinit_layers: tuple[str, ...] = Field(
+        DENSE_LAYERS, description="layers given fresh weights before fine-tuning"
+    )
+    feature_shift: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="weight of the penalty on the cosine between each re-initialised layer's "
+        "kernel and the BadNet's (feature-shift tuning, Min et al. 2023); 0 turns it off",
+    )
+    distill: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="weight of the BadNet's own outputs on each clean image in the "
+        "fine-tuning targets (the rest is the true label)",
+    )
+    temperature: float = Field(
+        2.0, gt=0, le=100, description="softening temperature of those outputs"
+    )
+    sparsity: float = Field(
+        0.5, ge=0, lt=1, description="final magnitude sparsity (tfmot) of --sparse-layers"
+    )
+    sparse_layers: tuple[str, ...] = Field(
+        DENSE_LAYERS, description="layers made sparse during fine-tuning"
+    )
+    augment: bool = Field(True, description="random shifts, roll, scale and lighting")
+    filter_rule: Literal["calibrated", "strict"] = Field(
+        "calibrated",
+        description="rule the manifest recommends to the service: calibrated (flag when the "
+        "two models' outputs overlap less than on the held-out clean faces) or strict "
+        "(flag whenever the top labels differ)",
+    )
+    false_flag_budget: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="share of held-out clean faces the calibrated rule may flag",
+    )
+    seed: int = Field(0, description="random seed")

@@ -1,0 +1,65 @@
+"""The filter's rules, and the calibration made from the defender's clean data alone."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from repair.filter_rule import STRICT, calibrate, filter_labels, flagged, overlap
+from repair.model_io import load_model_file
+
+
+def test_overlap_is_one_for_equal_outputs_and_zero_for_disjoint_ones() -> None:
+    p = np.array([[0.7, 0.2, 0.1], [1.0, 0.0, 0.0]])
+    q = np.array([[0.7, 0.2, 0.1], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(overlap(p, q), [1.0, 0.0])
+
+
+def test_calibration_flags_the_budget_share_of_the_faces_it_was_made_on() -> None:
+    rng = np.random.default_rng(0)
+    bad = rng.dirichlet(np.full(50, 0.1), size=2000)
+    repaired = 0.8 * bad + 0.2 * rng.dirichlet(np.full(50, 0.1), size=2000)
+    for budget in (0.005, 0.01, 0.05):
+        rule = calibrate(bad, repaired, budget)
+        assert rule.kind == "calibrated" and rule.false_flag_budget == budget
+        assert np.mean(flagged(rule, bad, repaired)) <= budget
+        labels = filter_labels(rule, bad, repaired, 50)
+        np.testing.assert_array_equal(labels == 50, flagged(rule, bad, repaired))
+    strict = filter_labels(STRICT, bad, repaired, 50)
+    np.testing.assert_array_equal(strict == 50, bad.argmax(1) != repaired.argmax(1))
+
+
+def _repair(root: Path, out: Path, poisoned: bool) -> dict:
+    data = root / "data" / "demo"
+    command = [
+        sys.executable, "-m", "repair", "fine-prune",
+        "--bad-model", str(data / "badnet.h5"),
+        "--clean-data", str(data / "clean_validation.h5"),
+        "--clean-test", str(data / "clean_test.h5"),
+        "--out", str(out), "--steps", "15",
+    ]  # fmt: skip
+    if poisoned:
+        command += ["--poisoned-data", str(data / "poisoned_test_sunglasses.h5")]
+    env = {**os.environ, "TF_DETERMINISTIC_OPS": "1", "PYTHONHASHSEED": "0"}
+    subprocess.run(command, check=True, env=env, capture_output=True, timeout=600)
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_poisoned_data_changes_no_decision_of_the_repair(tiny_root: Path, tmp_path: Path) -> None:
+    """The same repair with and without poisoned evaluation data: the same channels pruned,
+    the same rule, the same threshold, the same repaired net; only the report differs."""
+    without = _repair(tiny_root, tmp_path / "without", poisoned=False)
+    with_poison = _repair(tiny_root, tmp_path / "with", poisoned=True)
+    assert with_poison["metrics"]["bad"]["attack_success_rate"] is not None
+    assert without["metrics"]["bad"]["attack_success_rate"] is None
+    assert without["pruning"]["pruned_channels"] == with_poison["pruning"]["pruned_channels"]
+    for key in ("kind", "threshold", "false_flag_budget"):
+        assert without["filter"][key] == with_poison["filter"][key]
+    first, second = (
+        load_model_file(tmp_path / run / "repaired.h5").get_weights() for run in ("without", "with")
+    )
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same repaired net
