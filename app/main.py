@@ -30,9 +30,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        from app.serving.tensorflow_backend import configure_threads
+        if settings.runtime != "onnx":  # ONNX alone never loads TensorFlow
+            from app.serving.tensorflow_backend import configure_threads
 
-        configure_threads(settings.infer_threads)  # before TensorFlow runs anything
+            configure_threads(settings.infer_threads)  # before TensorFlow runs anything
         await run_in_threadpool(discard_partials, settings.models_dir)
         await run_in_threadpool(state.registry.refresh)
         heap.settle()  # after the models, before the first request

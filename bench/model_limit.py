@@ -46,9 +46,9 @@ def measure(folder: Path, duration_s: float, mode: str) -> dict:
         runners["served"] = pair.classify
     else:
         bad, repaired = tfb.load_models(folder / "bad.h5", folder / "repaired.h5")
-        fused = tfb.fuse(bad, repaired, pair.input_shape)
+        fused = tfb.fuse(bad, repaired)
         runners["tensorflow"] = tfb.EagerRuntime(fused).run
-        runners["onnxruntime"] = OnnxRuntime(tfb.to_onnx(fused, pair.input_shape), threads).run
+        runners["onnxruntime"] = OnnxRuntime(tfb.to_onnx(fused), threads).run
     pixels = np.random.default_rng(0).uniform(0, 1, (LARGE_BATCH, *pair.input_shape))
     pixels = pixels.astype(np.float32)
     callers = settings.batch_threads if mode == "serving" else 1

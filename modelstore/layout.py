@@ -6,6 +6,12 @@ from pathlib import Path
 
 BAD_MODEL = "bad.h5"
 REPAIRED_MODEL = "repaired.h5"
+PAIR_ONNX = "pair.onnx"
+"""B and B' fused into one ONNX graph: what a serving replica without TensorFlow runs. Its
+input is ``images`` (N, H, W, 3) float32 in [0, 1]; its outputs are :data:`PAIR_OUTPUTS`."""
+PAIR_OUTPUTS = ("bad_label", "repaired_label", "confidence", "overlap")
+"""Per image: B's and B''s top labels, B's probability of its label, and the Bhattacharyya
+overlap of their output distributions."""
 MANIFEST = "manifest.json"
 PRUNING_PLOT = "pruning.png"
 FILTER_PLOT = "filter.png"
@@ -39,6 +45,10 @@ class ModelFolder:
     @property
     def repaired_model(self) -> Path:
         return self.path / REPAIRED_MODEL
+
+    @property
+    def pair_onnx(self) -> Path:
+        return self.path / PAIR_ONNX
 
     @property
     def manifest(self) -> Path:

@@ -27,6 +27,8 @@ class FilterSpec(_Section):
     kind: Literal["calibrated", "strict"] = "strict"
     threshold: float | None = None
     false_flag_budget: float | None = None
+    temperature: float = 1.0
+    """Both outputs are softened at this temperature before their overlap is measured."""
     score: str = "top-label disagreement"
     calibrated: dict[str, Any] | None = None
     """The calibrated rule, also when ``kind`` is strict (so a service may switch to it)."""

@@ -29,6 +29,10 @@ class PairOutputs:
     repaired: np.ndarray
     labels: np.ndarray
 
+    def labels_of(self) -> tuple[np.ndarray, np.ndarray]:
+        """B's and B''s top labels."""
+        return self.bad.argmax(axis=1), self.repaired.argmax(axis=1)
+
 
 def pair_outputs(bad: keras.Model, repaired: keras.Model, data: Dataset) -> PairOutputs:
     """Run both nets on ``data``."""
@@ -74,6 +78,7 @@ def operating_points(
     evaluation: PairOutputs,
     poisoned: dict[str, PairOutputs],
     num_classes: int,
+    temperature: float = 1.0,
     budgets: tuple[float, ...] = OPERATING_BUDGETS,
 ) -> list[dict]:
     """The calibrated rule at each budget: its threshold (from ``held_out`` alone), then
@@ -81,7 +86,7 @@ def operating_points(
     success on ``poisoned`` (for the report: nothing here feeds back into a decision)."""
     points = []
     for budget in budgets:
-        rule = calibrate(held_out.bad, held_out.repaired, budget)
+        rule = calibrate(held_out.bad, held_out.repaired, budget, temperature)
         metrics = evaluate_outputs(evaluation, poisoned, num_classes, rule)["filter"]
         held_flags = filter_labels(rule, held_out.bad, held_out.repaired, num_classes)
         points.append(

@@ -7,20 +7,20 @@ Why these three together, for a filter that compares B with B':
   the feature-shift penalty keeps the new layers from growing back along the old weights,
   which is how plain fine-tuning keeps a backdoor at low poisoning rates (Min et al.,
   "Towards Stable Backdoor Purification through Feature Shift Tuning", NeurIPS 2023);
-* distilling B's outputs on clean faces teaches B' where B is unsure or wrong on clean
-  faces, so the two agree there and the filter flags few honest users. Clean images
-  carry no trigger, so this teaches nothing about one; the targets come from the
-  unaugmented images only.
+* distilling B's outputs on clean faces (``distill``, off by default) would teach B' where B
+  is unsure or wrong, but it was measured to carry backdoors over: matching B's outputs
+  rebuilds B's mapping from the convolutional features, trigger included (docs/method.md).
 """
 
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from repair.augment import augment
+from repair.augment import augment, occlude
 from repair.channels import KeepChannelsPruned, zero_channels
 from repair.data import Dataset
 from repair.errors import RepairInputError
+from repair.filter_rule import soften
 from repair.inference import predict_scores
 from repair.keras_env import keras, tf, tfmot_sparsity
 from repair.options import RepairOptions
@@ -121,17 +121,9 @@ def soft_targets(tune: Dataset, original: keras.Model, options: RepairOptions) -
     num_classes = int(original.output_shape[-1])
     targets = np.eye(num_classes, dtype=np.float32)[tune.y]
     if options.distill > 0:
-        taught = soften(predict_scores(original, tune.x), options.temperature)
+        taught = soften(predict_scores(original, tune.x), options.temperature).astype(np.float32)
         targets = (1 - options.distill) * targets + options.distill * taught
     return targets
-
-
-def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax outputs re-tempered: ``softmax(log(p) / T)``; T > 1 spreads the mass."""
-    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    soft = np.exp(logits)
-    return (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _add_feature_shift(
@@ -171,6 +163,11 @@ def _training_data(tune: Dataset, targets: np.ndarray, options: RepairOptions) -
     data = data.batch(options.batch_size)
     if options.augment:
         data = data.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if options.occlusion > 0:
+        share = options.occlusion
+        data = data.map(
+            lambda x, y: (occlude(x, share, share / 2), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return data.prefetch(2)
 
 

@@ -55,11 +55,11 @@ class RepairOptions(BaseModel):
         "kernel and the BadNet's (feature-shift tuning, Min et al. 2023); 0 turns it off",
     )
     distill: float = Field(
-        0.7,
+        0.0,
         ge=0,
         le=1,
         description="weight of the BadNet's own outputs on each clean image in the "
-        "fine-tuning targets (the rest is the true label)",
+        "fine-tuning targets (the rest is the true label); measured to carry backdoors over",
     )
     temperature: float = Field(
         2.0, gt=0, le=100, description="softening temperature of those outputs"
@@ -71,11 +71,25 @@ class RepairOptions(BaseModel):
         DENSE_LAYERS, description="layers made sparse during fine-tuning"
     )
     augment: bool = Field(True, description="random shifts, roll, scale and lighting")
+    occlusion: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of fine-tuning images given a random opaque patch, and half as "
+        "many a faint random overlay (their targets unchanged)",
+    )
     filter_rule: Literal["calibrated", "strict"] = Field(
         "calibrated",
         description="rule the manifest recommends to the service: calibrated (flag when the "
         "two models' outputs overlap less than on the held-out clean faces) or strict "
         "(flag whenever the top labels differ)",
+    )
+    overlap_temperature: float = Field(
+        3.0,
+        gt=0,
+        le=100,
+        description="both nets' outputs are softened at this temperature before their "
+        "overlap is measured (1: as they are)",
     )
     false_flag_budget: float = Field(
         0.01,

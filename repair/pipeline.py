@@ -23,6 +23,7 @@ from repair.evaluate import (
     operating_points,
     pair_outputs,
 )
+from repair.export import OPSET, OUTPUTS, export_pair_onnx, keras_labels
 from repair.filter_rule import STRICT, calibrate
 from repair.finetune import clone_model, fine_tune, fine_tune_epochs
 from repair.model_io import (
@@ -128,7 +129,12 @@ def fine_prune_to_folder(
     with clock("calibrate"):
         report("calibrate", 0.86)
         held_out = pair_outputs(bad, repaired, holdout)
-        calibrated = calibrate(held_out.bad, held_out.repaired, options.false_flag_budget)
+        calibrated = calibrate(
+            held_out.bad,
+            held_out.repaired,
+            options.false_flag_budget,
+            options.overlap_temperature,
+        )
         rule = calibrated if options.filter_rule == "calibrated" else STRICT
 
     with clock("evaluate"):
@@ -142,12 +148,34 @@ def fine_prune_to_folder(
         metrics["pruned_only"] = pruned_only["repaired"]
         metrics["filter_pruned_only"] = pruned_only["filter"]
         metrics["evaluated_on"] = "clean test data" if test is not None else "held-out clean data"
-        points = operating_points(held_out, evaluated, attacked, num_classes)
+        points = operating_points(
+            held_out, evaluated, attacked, num_classes, options.overlap_temperature
+        )
 
-    report("write", 0.95)
+    report("write", 0.93)
     version = modelstore.new_version_id()
     staging = modelstore.staging_folder(out)
     try:
+        with clock("export_onnx"):
+            tune_labels = keras_labels(bad, repaired, tune.x)
+            onnx_checked = export_pair_onnx(
+                bad,
+                repaired,
+                options.overlap_temperature,
+                staging / modelstore.PAIR_ONNX,
+                {
+                    "clean data (fine-tuning part)": (tune.x, *tune_labels),
+                    "clean data (held-out part)": (holdout.x, *held_out.labels_of()),
+                    "evaluation data": (evaluation.x, *evaluated.labels_of()),
+                    **{
+                        f"poisoned data {item.name}": (
+                            item.data.x,
+                            *attacked[item.name].labels_of(),
+                        )
+                        for item in poisoned
+                    },
+                },
+            )
         with clock("write"):
             save_model_file(bad, staging / modelstore.BAD_MODEL)
             save_model_file(repaired, staging / modelstore.REPAIRED_MODEL)
@@ -156,6 +184,7 @@ def fine_prune_to_folder(
         files = (
             modelstore.BAD_MODEL,
             modelstore.REPAIRED_MODEL,
+            modelstore.PAIR_ONNX,
             modelstore.PRUNING_PLOT,
             modelstore.FILTER_PLOT,
         )
@@ -170,6 +199,7 @@ def fine_prune_to_folder(
             parameters=options.model_dump(mode="json"),
             filter={
                 **rule.to_dict(),
+                "temperature": options.overlap_temperature,
                 "calibrated": calibrated.to_dict(),
                 "operating_points": points,
             },
@@ -182,6 +212,13 @@ def fine_prune_to_folder(
                 "sweep": [asdict(point) for point in sweep],
             },
             fine_tuning={"epochs": fine_tune_epochs(options, len(tune))},
+            onnx={
+                "file": modelstore.PAIR_ONNX,
+                "input": "images",
+                "outputs": list(OUTPUTS),
+                "opset": OPSET,
+                "images_checked": onnx_checked,
+            },
             data={
                 "clean": len(clean),
                 "fine_tune": len(tune),

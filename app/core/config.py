@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(
         None, description="bearer token of the admin endpoints (unset: they answer 403)"
     )
+    repair_url: str | None = Field(
+        None,
+        description="a replica that can repair (the repair image), to which this one sends "
+        "POST /repair and GET /repair/{id}; unset: repair in a worker process here",
+    )
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="comma-separated keys; /predict and /v2 inference then need one"
     )
@@ -86,7 +91,7 @@ class Settings(BaseSettings):
             return tuple(key.strip() for key in value.split(",") if key.strip())
         return value
 
-    @field_validator("default_model", "admin_token", "rate_limit", mode="before")
+    @field_validator("default_model", "admin_token", "rate_limit", "repair_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

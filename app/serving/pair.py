@@ -131,13 +131,14 @@ def load_pair(
 ) -> ModelPair:
     """Load a model folder's pair, checking its files against the manifest.
 
+    ``RUNTIME=onnx`` with a published ``pair.onnx`` needs no TensorFlow: the repair checked
+    the export against Keras and the manifest holds its hash. Otherwise the Keras files
+    are loaded and every runtime is checked against the eager TensorFlow reference.
+
     Raises :class:`PairRefused` when a file is missing or does not match the manifest's
     hash, the two nets differ in input shape or class count, the rule asked for cannot be
     served, or a runtime answers differently from the reference.
     """
-    from app.serving import tensorflow_backend as tfb
-    from repair.errors import RepairError
-
     options = options or LoadOptions()
     if isinstance(folder, Path):
         folder = modelstore.ModelFolder(folder)
@@ -147,6 +148,60 @@ def load_pair(
     except modelstore.ManifestError as exc:
         raise PairRefused(str(exc)) from exc
     _check_hashes(resolved, manifest)
+    rule = _served_rule(folder, manifest, options.filter_rule)
+    exported = manifest is not None and modelstore.PAIR_ONNX in manifest.files
+    if options.runtime == "onnx" and exported:
+        runtime = _published_onnx(resolved, manifest, options)
+        num_classes, input_shape = manifest.num_classes, tuple(manifest.input_shape)
+    else:
+        temperature = manifest.filter.temperature if manifest else 1.0
+        runtime, num_classes, input_shape = _from_keras(
+            resolved, folder, options, exported, temperature
+        )
+    return ModelPair(
+        name=name or folder.name,
+        version=manifest.version if manifest else resolved.path.name,
+        folder=resolved.path,
+        num_classes=num_classes,
+        input_shape=input_shape,  # type: ignore[arg-type]
+        manifest=manifest,
+        rule=rule,
+        runtime=runtime,
+    )
+
+
+def _published_onnx(
+    folder: modelstore.ModelFolder, manifest: modelstore.Manifest, options: LoadOptions
+) -> Runtime:
+    """The repair's ONNX export, as it was checked and hashed (no TensorFlow needed)."""
+    from app.serving.onnx_backend import OnnxRuntime
+
+    try:
+        runtime = OnnxRuntime(folder.pair_onnx.read_bytes(), options.threads)
+        probe = np.zeros((1, *manifest.input_shape), np.float32)
+        runtime.run(probe)
+    except Exception as exc:  # noqa: BLE001 - any session or shape failure refuses the pair
+        raise PairRefused(f"{folder.pair_onnx}: ONNX Runtime cannot serve it: {exc}") from exc
+    return runtime
+
+
+def _from_keras(
+    resolved: modelstore.ModelFolder,
+    folder: modelstore.ModelFolder,
+    options: LoadOptions,
+    exported: bool,
+    temperature: float,
+) -> tuple[Runtime, int, tuple[int, ...]]:
+    """B and B' from their Keras files, behind the runtimes the settings ask for."""
+    try:
+        from app.serving import tensorflow_backend as tfb
+    except ImportError as exc:
+        raise PairRefused(
+            f"{folder.path}: needs TensorFlow ({exc}); this image serves only folders with a "
+            f"published {modelstore.PAIR_ONNX} (RUNTIME=onnx)"
+        ) from exc
+    from repair.errors import RepairError
+
     for path in (resolved.bad_model, resolved.repaired_model):
         if not path.is_file():
             raise PairRefused(f"{folder.path}: {path.name} is missing")
@@ -162,26 +217,17 @@ def load_pair(
         )
     num_classes = int(bad.output_shape[-1])
     input_shape = tuple(int(d) for d in bad.input_shape[1:])
-    rule = _served_rule(folder, manifest, options.filter_rule)
-    runtime = _runtime(tfb, bad, repaired, input_shape, options, folder)
-    return ModelPair(
-        name=name or folder.name,
-        version=manifest.version if manifest else resolved.path.name,
-        folder=resolved.path,
-        num_classes=num_classes,
-        input_shape=input_shape,  # type: ignore[arg-type]
-        manifest=manifest,
-        rule=rule,
-        runtime=runtime,
-    )
+    onnx_model = resolved.pair_onnx.read_bytes() if exported else None
+    fused = tfb.fuse(bad, repaired, temperature)
+    runtime = _runtime(tfb, fused, input_shape, options, folder, onnx_model)
+    return runtime, num_classes, input_shape
 
 
-def _runtime(tfb, bad, repaired, input_shape, options: LoadOptions, folder) -> Runtime:  # noqa: ANN001
+def _runtime(tfb, fused, input_shape, options, folder, onnx_model) -> Runtime:  # noqa: ANN001
     """The backend(s) the settings ask for, each checked against the eager reference."""
     from app.serving.onnx_backend import OnnxRuntime
     from app.serving.runtime import check_matches, probe_images
 
-    fused = tfb.fuse(bad, repaired, input_shape)
     reference = tfb.EagerRuntime(fused).run
     probe = probe_images(input_shape)
     tensorflow = None
@@ -195,7 +241,7 @@ def _runtime(tfb, bad, repaired, input_shape, options: LoadOptions, folder) -> R
         if options.runtime == "tf" or options.onnx_max_batch == 0:
             return tensorflow
     try:
-        onnx = OnnxRuntime(tfb.to_onnx(fused, input_shape), options.threads)
+        onnx = OnnxRuntime(onnx_model or tfb.to_onnx(fused), options.threads)
         check_matches(onnx, reference, probe)
     except Exception as exc:  # noqa: BLE001 - conversion or session failure, or a mismatch
         if options.runtime == "onnx":

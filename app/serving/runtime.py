@@ -7,9 +7,10 @@ from typing import Protocol
 
 import numpy as np
 
-OUTPUTS = ("bad_label", "repaired_label", "confidence", "overlap")
-"""What a fused graph returns, per image: B's and B''s top labels, B's probability of its
-label, and the overlap of their output distributions (see ``repair.filter_rule``)."""
+import modelstore
+
+OUTPUTS = modelstore.PAIR_OUTPUTS
+"""What every runtime returns per image, in this order (the model folder's contract)."""
 
 PROBE_IMAGES = 64
 

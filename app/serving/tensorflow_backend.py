@@ -13,6 +13,7 @@ import numpy as np
 
 import repair
 from app.serving.runtime import OUTPUTS, PairOutputs
+from repair import export
 from repair.keras_env import keras, tf
 
 log = logging.getLogger(__name__)
@@ -41,23 +42,10 @@ def load_models(bad_path, repaired_path) -> tuple[keras.Model, keras.Model]:  # 
     return repair.load_model_file(bad_path), repair.load_model_file(repaired_path)
 
 
-def fuse(bad: keras.Model, repaired: keras.Model, input_shape: tuple[int, ...]):  # noqa: ANN201
-    """One ``tf.function`` running both nets on the same batch, returning :data:`OUTPUTS`."""
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="images")])
-    def fused(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        bad_scores = bad(images, training=False)
-        repaired_scores = repaired(images, training=False)
-        product = tf.maximum(bad_scores, 0.0) * tf.maximum(repaired_scores, 0.0)
-        return {
-            "bad_label": tf.argmax(bad_scores, axis=1, output_type=tf.int32),
-            "repaired_label": tf.argmax(repaired_scores, axis=1, output_type=tf.int32),
-            "confidence": tf.reduce_max(bad_scores, axis=1),
-            "overlap": tf.reduce_sum(tf.sqrt(product), axis=1),
-        }
-
-    fused(tf.zeros((1, *input_shape), tf.float32))  # trace now, not on the first request
-    return fused
+def fuse(bad: keras.Model, repaired: keras.Model, temperature: float = 1.0):  # noqa: ANN201
+    """B and B' on one batch, giving :data:`app.serving.runtime.OUTPUTS`: the repair's own
+    definition of the pair graph (the one it exports to ONNX)."""
+    return export.fuse(bad, repaired, temperature)
 
 
 class EagerRuntime:
@@ -108,10 +96,6 @@ class FrozenGraphRuntime:
         self._session.close()
 
 
-def to_onnx(fused, input_shape: tuple[int, ...]) -> bytes:  # noqa: ANN001
-    """The fused graph as an ONNX model (tf2onnx, opset 17)."""
-    import tf2onnx
-
-    spec = (tf.TensorSpec((None, *input_shape), tf.float32, name="images"),)
-    proto, _ = tf2onnx.convert.from_function(fused, input_signature=spec, opset=17)
-    return proto.SerializeToString()
+def to_onnx(fused) -> bytes:  # noqa: ANN001
+    """The fused graph as an ONNX model, for folders published without one."""
+    return export.to_onnx(fused)

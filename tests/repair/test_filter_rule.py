@@ -16,15 +16,21 @@ def test_overlap_is_one_for_equal_outputs_and_zero_for_disjoint_ones() -> None:
     p = np.array([[0.7, 0.2, 0.1], [1.0, 0.0, 0.0]])
     q = np.array([[0.7, 0.2, 0.1], [0.0, 0.0, 1.0]])
     np.testing.assert_allclose(overlap(p, q), [1.0, 0.0])
+    # Softened, equal outputs still overlap fully, and peaked ones on different labels
+    # overlap more than raw (the rest of the ranking shows).
+    np.testing.assert_allclose(overlap(p[:1], q[:1], temperature=3), [1.0])
+    r, s = np.array([[0.98, 0.015, 0.005]]), np.array([[0.015, 0.98, 0.005]])
+    assert overlap(r, s, temperature=3)[0] > overlap(r, s)[0]
 
 
 def test_calibration_flags_the_budget_share_of_the_faces_it_was_made_on() -> None:
     rng = np.random.default_rng(0)
     bad = rng.dirichlet(np.full(50, 0.1), size=2000)
     repaired = 0.8 * bad + 0.2 * rng.dirichlet(np.full(50, 0.1), size=2000)
-    for budget in (0.005, 0.01, 0.05):
-        rule = calibrate(bad, repaired, budget)
+    for budget, temperature in ((0.005, 1.0), (0.01, 3.0), (0.05, 3.0)):
+        rule = calibrate(bad, repaired, budget, temperature)
         assert rule.kind == "calibrated" and rule.false_flag_budget == budget
+        assert rule.temperature == temperature
         assert np.mean(flagged(rule, bad, repaired)) <= budget
         labels = filter_labels(rule, bad, repaired, 50)
         np.testing.assert_array_equal(labels == 50, flagged(rule, bad, repaired))
@@ -56,7 +62,7 @@ def test_poisoned_data_changes_no_decision_of_the_repair(tiny_root: Path, tmp_pa
     assert with_poison["metrics"]["bad"]["attack_success_rate"] is not None
     assert without["metrics"]["bad"]["attack_success_rate"] is None
     assert without["pruning"]["pruned_channels"] == with_poison["pruning"]["pruned_channels"]
-    for key in ("kind", "threshold", "false_flag_budget"):
+    for key in ("kind", "threshold", "false_flag_budget", "temperature"):
         assert without["filter"][key] == with_poison["filter"][key]
     first, second = (
         load_model_file(tmp_path / run / "repaired.h5").get_weights() for run in ("without", "with")

@@ -1,8 +1,16 @@
-"""Admin: regenerate B' in a worker process and swap it in (``POST /repair``)."""
+"""Admin: regenerate B' in a worker process and swap it in (``POST /repair``).
 
+A replica without TensorFlow (the serving image) sends these requests on to ``REPAIR_URL``,
+a replica that can repair; the new version reaches every replica through the shared
+models folder.
+"""
+
+import importlib.util
 from pathlib import Path
 
+import httpx
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 import modelstore
 from app.api.deps import admin_access, json_body, service
@@ -20,8 +28,14 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(admin_access)])
     summary="Admin: regenerate B' in the background",
     dependencies=[Depends(json_body)],
 )
-async def start_repair(request: Request, body: RepairRequest) -> dict:
+async def start_repair(request: Request, body: RepairRequest) -> dict | JSONResponse:
     state = service(request)
+    if state.settings.repair_url:
+        return await _forward(request, "/repair", body.model_dump(mode="json"))
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ServiceError(
+            503, "this replica cannot repair (no TensorFlow): set REPAIR_URL to a repair replica"
+        )
     pair = state.registry.get(body.model)
     if pair is None:
         raise ServiceError(404, f"unknown model {body.model!r}")
@@ -41,7 +55,9 @@ async def start_repair(request: Request, body: RepairRequest) -> dict:
 
 
 @router.get("/repair/{job_id}", summary="Admin: status of a repair job")
-async def repair_status(request: Request, job_id: str) -> dict:
+async def repair_status(request: Request, job_id: str) -> dict | JSONResponse:
+    if service(request).settings.repair_url:
+        return await _forward(request, f"/repair/{job_id}")
     job = service(request).jobs.get(job_id)
     if job is None:
         raise ServiceError(404, f"unknown repair job {job_id!r}")
@@ -57,3 +73,19 @@ def _data_path(settings: Settings, relative: str) -> Path:
     if not candidate.exists():
         raise ServiceError(400, f"data path {relative!r} does not exist in the data folder")
     return candidate
+
+
+async def _forward(request: Request, path: str, body: dict | None = None) -> JSONResponse:
+    """The repair replica's answer to the same request (its status and JSON body)."""
+    url = service(request).settings.repair_url.rstrip("/") + path
+    headers = {"authorization": request.headers.get("authorization", "")}
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            if body is None:
+                answer = await client.get(url, headers=headers)
+            else:
+                answer = await client.post(url, json=body, headers=headers)
+        content = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ServiceError(502, f"the repair replica at REPAIR_URL did not answer: {exc}") from exc
+    return JSONResponse(content, status_code=answer.status_code)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import modelstore
 from app.serving import tensorflow_backend as tfb
 from app.serving.pair import LoadOptions, PairRefused, load_pair
 from app.serving.runtime import PairOutputs
@@ -36,7 +37,13 @@ def _demo_rgb(root: Path, count: int) -> np.ndarray:
 
 def _reference(folder: Path, input_shape: tuple[int, ...]) -> tfb.EagerRuntime:
     bad, repaired = tfb.load_models(folder / "bad.h5", folder / "repaired.h5")
-    return tfb.EagerRuntime(tfb.fuse(bad, repaired, input_shape))
+    temperature = manifest_temperature(folder)
+    return tfb.EagerRuntime(tfb.fuse(bad, repaired, temperature))
+
+
+def manifest_temperature(folder: Path) -> float:
+    manifest = modelstore.read_manifest(folder / "manifest.json")
+    return manifest.filter.temperature if manifest else 1.0
 
 
 def _assert_same(served: PairOutputs, reference: PairOutputs) -> None:
