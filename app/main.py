@@ -16,7 +16,7 @@ from app.api.deps import ServiceState, inference_access
 from app.api.errors import install_error_handlers
 from app.api.limits import RequestSizeLimit
 from app.api.request_metrics import RequestMetrics
-from app.api.routes import health, models, predict, repair
+from app.api.routes import health, models, page, predict, repair, v2
 from app.core.config import Settings, load_settings, telemetry_config
 from app.serving import heap
 from app.serving.jobs import discard_partials
@@ -55,7 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(predict.router, dependencies=inference)
+    app.include_router(v2.router)
+    app.include_router(v2.infer_router, dependencies=inference)
     app.include_router(repair.router)
+    app.include_router(page.router)
     # Pure ASGI middleware, outermost last: sizes are refused before anything is parsed.
     app.add_middleware(RequestMetrics)
     app.add_middleware(

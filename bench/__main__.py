@@ -2,8 +2,11 @@
 
 Measures, in one run on this machine: the fused two-model graph alone (model limit), the
 same HTTP stack decoding the same uploads with no model (HTTP limit), a naive server
-(``predict()`` per model per request), and the real service at several concurrencies.
-Writes ``bench/results/latest.json`` and prints a table. Needs ``hey`` (apt-get install hey).
+(``predict()`` per model per request), the real service at several concurrencies (with the
+default runtime, with the serving image's ONNX-only runtime, and with two workers), and a
+peer serving system (PyTriton) on the same Open Inference Protocol requests as the
+service's /v2 API. Builds the demo models first when they are missing. Writes
+``bench/results/latest.json`` and prints a table. Needs ``hey`` (apt-get install hey).
 """
 
 import argparse
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import app  # noqa: F401 - Keras 2 environment before TensorFlow loads
-from bench.load import LoadResult, multipart_body, require_hey, run_hey
+from bench.load import LoadResult, multipart_body, require_hey, run_hey, v2_body
 from bench.model_limit import LARGE_BATCH
 from bench.process import ROOT, ServerProcess
 
@@ -30,14 +33,17 @@ WORKER_COUNTS = (1, 2)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short runs (about two minutes)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about three minutes)")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--no-peers", action="store_true", help="leave out the PyTriton peer")
     args = parser.parse_args(argv)
     require_hey()
     duration = 4.0 if args.quick else 15.0
     folder = args.models_dir / "demo"
     if not (folder / "manifest.json").is_file():
-        raise SystemExit(f"{folder} not built: run ./scripts/build_models.sh first")
+        print(f"bench: {folder} is missing; building the demo models first", file=sys.stderr)
+        env = {**os.environ, "PY": sys.executable, "MODELS_DIR": str(args.models_dir)}
+        subprocess.run([str(ROOT / "scripts" / "build_models.sh")], env=env, check=True)
     images = _demo_images(folder)
     results: dict = {"machine": _machine(), "quick": args.quick, "duration_s": duration}
 
@@ -45,49 +51,64 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     single, single_type = multipart_body(images[:1], tmp)
     many, many_type = multipart_body(images[:32], tmp)
+    pixels = _pixels(images)
+    v2_single, v2_many = v2_body(pixels[:1], tmp), v2_body(pixels[:32], tmp)
     env = {"MODELS_DIR": str(args.models_dir), "DEFAULT_MODEL": "demo", "WORKERS": "1"}
 
-    def load(server: ServerProcess, body: Path, kind: str, c: int, n: int) -> LoadResult:
-        run_hey(server.url + "/predict", body, kind, c, 1.0, n)  # warm-up
-        return run_hey(server.url + "/predict", body, kind, c, duration, n)
+    def load(url: str, body: Path, kind: str, c: int, n: int, headers=None) -> LoadResult:  # noqa: ANN001
+        run_hey(url, body, kind, c, 1.0, n, headers)  # warm-up
+        return run_hey(url, body, kind, c, duration, n, headers)
+
+    def v2_points(url: str) -> dict:
+        infer = url + "/v2/models/demo/infer"
+        runs = {f"single_c{c}": asdict(load(infer, *v2_single, c, 1)) for c in (1, 8, 64)}
+        runs["batch32_c8"] = asdict(load(infer, *v2_many, 8, 32))
+        return runs
 
     results["http_limit"] = {}
     for workers in WORKER_COUNTS:
         with _server(
             env, tmp / f"http{workers}.log", "bench.servers:http_limit_app", "/docs", workers
         ) as server:
-            runs = {f"c{c}": asdict(load(server, single, single_type, c, 1)) for c in (1, 64)}
-            runs["batch32_c8"] = asdict(load(server, many, many_type, 8, 32))
+            url = server.url + "/predict"
+            runs = {f"c{c}": asdict(load(url, single, single_type, c, 1)) for c in (1, 64)}
+            runs["batch32_c8"] = asdict(load(url, many, many_type, 8, 32))
             results["http_limit"][f"workers{workers}"] = runs
     with _server(env, tmp / "naive.log", "bench.servers:naive_app", "/docs") as server:
-        results["naive"] = {"c64": asdict(load(server, single, single_type, 64, 1))}
+        results["naive"] = {
+            "c64": asdict(load(server.url + "/predict", single, single_type, 64, 1))
+        }
 
     product: dict = {}
-    for workers in WORKER_COUNTS:
+    configurations = {
+        "workers1": {"WORKERS": "1"},
+        # The serving image's runtime: the published pair.onnx alone, no TensorFlow.
+        "workers1_onnx": {"WORKERS": "1", "RUNTIME": "onnx"},
+        "workers2": {"WORKERS": "2"},
+    }
+    for key, extra in configurations.items():
+        workers = int(extra["WORKERS"])
         started = time.perf_counter()
         with _server(
-            {**env, "WORKERS": str(workers)},
-            tmp / f"product{workers}.log",
-            "app.main:create_app",
-            "/ready",
-            workers,
+            {**env, **extra}, tmp / f"product-{key}.log", "app.main:create_app", "/ready", workers
         ) as server:
             ready_s = time.perf_counter() - started
             rss_start = server.rss_mb()
+            url = server.url + "/predict"
             runs = {
-                f"single_c{c}": asdict(load(server, single, single_type, c, 1)) for c in (1, 8, 64)
+                f"single_c{c}": asdict(load(url, single, single_type, c, 1)) for c in (1, 8, 64)
             }
-            runs["batch32_c8"] = asdict(load(server, many, many_type, 8, 32))
-            product[f"workers{workers}"] = {
+            runs["batch32_c8"] = asdict(load(url, many, many_type, 8, 32))
+            if key == "workers1" and not args.no_peers:
+                runs["v2"] = v2_points(server.url)
+                results["peers"] = _peers(folder, server.url, pixels, v2_points, tmp)
+            product[key] = {
                 "start_to_ready_s": round(ready_s, 2),
                 "rss_mb_start": round(rss_start, 1),
                 "rss_mb_end": round(server.rss_mb(), 1),
                 **runs,
             }
     results["product"] = product
-    results["product_best_workers"] = max(
-        product, key=lambda k: product[k]["single_c64"]["requests_per_s"]
-    )
     manifest = json.loads((folder / "manifest.json").read_text())
     results["repair"] = {
         "timings_s": manifest.get("timings_s"),
@@ -99,16 +120,58 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(v, dict) and k.endswith(f"_b{LARGE_BATCH}")
     )
     naive = results["naive"]["c64"]["requests_per_s"]
-    results["ratios_by_workers"] = {
-        key: _ratios(runs, results["http_limit"][key], limit, naive)
+    results["ratios_by_configuration"] = {
+        key: _ratios(runs, results["http_limit"][key.split("_")[0]], limit, naive)
         for key, runs in product.items()
     }
-    # Headline: the default configuration (WORKERS=1; see README for why it is the default).
-    results["ratios"] = results["ratios_by_workers"]["workers1"]
+    # Headline: the default configuration (one worker, RUNTIME=auto).
+    ratios = dict(results["ratios_by_configuration"]["workers1"])
+    onnx, auto = product["workers1_onnx"], product["workers1"]
+    ratios["onnx_vs_tf_single_c64"] = (
+        onnx["single_c64"]["requests_per_s"] / auto["single_c64"]["requests_per_s"]
+    )
+    ratios["onnx_vs_tf_batched"] = (
+        onnx["batch32_c8"]["images_per_s"] / auto["batch32_c8"]["images_per_s"]
+    )
+    for peer, runs in (results.get("peers") or {}).items():
+        ours = auto["v2"]
+        ratios[f"service_vs_{peer}_c64"] = (
+            ours["single_c64"]["requests_per_s"] / runs["single_c64"]["requests_per_s"]
+        )
+        ratios[f"batched_vs_{peer}"] = (
+            ours["batch32_c8"]["images_per_s"] / runs["batch32_c8"]["images_per_s"]
+        )
+        for point in ("single_c1", "single_c8"):
+            ratios[f"service_vs_{peer}_{point}"] = (
+                ours[point]["requests_per_s"] / runs[point]["requests_per_s"]
+            )
+    results["ratios"] = ratios
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     print(_table(results))
     return 0
+
+
+def _peers(folder: Path, service_url: str, pixels: np.ndarray, v2_points, tmp: Path) -> dict:  # noqa: ANN001
+    """The same requests against PyTriton, after checking it answers like the service."""
+    from bench.peers import PyTritonPeer, same_answers
+
+    peer = PyTritonPeer(folder, tmp / "pytriton.log")
+    try:
+        ready_s = peer.wait_ready()
+        if not same_answers(service_url, peer.url, "demo", pixels[:32]):
+            raise SystemExit("bench: PyTriton answers differently from the service; not timed")
+        return {"pytriton": {"start_to_ready_s": round(ready_s, 2), **v2_points(peer.url)}}
+    finally:
+        peer.stop()
+
+
+def _pixels(images: list[bytes]) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in images])
 
 
 def _ratios(service: dict, http_limit: dict, model_limit: float, naive_rps: float) -> dict:
@@ -205,13 +268,23 @@ def _table(results: dict) -> str:
         for c, r in runs.items():
             add(f"HTTP limit {workers} {c}", r)
     add("naive predict() c64", results["naive"]["c64"])
-    for workers, runs in results["product"].items():
+    for key, runs in results["product"].items():
         for name, r in runs.items():
+            if name == "v2":
+                for point, v in r.items():
+                    add(f"service {key} v2 {point}", v)
+            elif isinstance(r, dict):
+                add(f"service {key} {name}", r)
+        rows.append(
+            f"service {key}: ready in {runs['start_to_ready_s']} s, "
+            f"RSS {runs['rss_mb_start']} -> {runs['rss_mb_end']} MiB"
+        )
+    for peer, runs in (results.get("peers") or {}).items():
+        for point, r in runs.items():
             if isinstance(r, dict):
-                add(f"service {workers} {name}", r)
-        rows.append(f"service {workers}: RSS {runs['rss_mb_start']} -> {runs['rss_mb_end']} MiB")
-    for workers, ratios in results["ratios_by_workers"].items():
-        rows.append(f"ratios {workers}: " + json.dumps({k: round(v, 3) for k, v in ratios.items()}))
+                add(f"{peer} v2 {point}", r)
+        rows.append(f"{peer}: ready in {runs['start_to_ready_s']} s")
+    rows.append("ratios: " + json.dumps({k: round(v, 3) for k, v in results["ratios"].items()}))
     return "\n".join(rows)
 
 

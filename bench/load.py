@@ -62,10 +62,12 @@ def run_hey(
     concurrency: int,
     duration_s: float,
     images_per_request: int,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """POST ``body`` to ``url`` for ``duration_s`` seconds at ``concurrency``."""
     command = [
         require_hey(),
+        *(f"-H={name}: {value}" for name, value in (headers or {}).items()),
         "-z",
         f"{duration_s}s",
         "-c",
@@ -106,3 +108,28 @@ def run_hey(
         p99_ms=percentile(99),
         errors=errors,
     )
+
+
+def v2_body(pixels, folder: Path) -> tuple[Path, str, dict[str, str]]:  # noqa: ANN001
+    """An Open Inference Protocol request for uint8 ``pixels`` (N, H, W, 3), binary tensor
+    data with binary outputs, written to a file: its path, content type and headers."""
+    import json
+
+    outputs = ["label", "flagged", "bad_label", "repaired_label", "confidence", "overlap"]
+    data = pixels.tobytes()
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "images",
+                    "datatype": "UINT8",
+                    "shape": list(pixels.shape),
+                    "parameters": {"binary_data_size": len(data)},
+                }
+            ],
+            "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs],
+        }
+    ).encode()
+    path = folder / f"v2-{len(pixels)}.bin"
+    path.write_bytes(head + data)
+    return path, "application/octet-stream", {"Inference-Header-Content-Length": str(len(head))}

@@ -78,9 +78,11 @@ def filter_labels(
     return np.where(flagged(rule, bad_probs, repaired_probs), num_classes, bad_probs.argmax(axis=1))
 
 
-def calibrate(bad_probs: np.ndarray, repaired_probs: np.ndarray, budget: float) -> FilterRule:
+def calibrate(
+    bad_probs: np.ndarray, repaired_probs: np.ndarray, budget: float, temperature: float = 1.0
+) -> FilterRule:
     """The calibrated rule that flags a ``budget`` share of these (held-out clean) images."""
-    scores = overlap(bad_probs, repaired_probs)
+    scores = overlap(bad_probs, repaired_probs, temperature)
     threshold = float(np.quantile(scores, budget, method="lower"))
     # ``< threshold`` flags what lies strictly below the budget's quantile.
-    return FilterRule("calibrated", threshold, budget)
+    return FilterRule("calibrated", threshold, budget, temperature)

@@ -70,8 +70,7 @@ def fine_prune_to_folder(
     timings: dict[str, float] = {}
     clock = _Stopwatch(timings)
 
-    with clock("load"):
-        report("load", 0.0)
+    with clock("load"):  # reported once it succeeded: bad input gets one line, the error
         bad = load_model_file(inputs.bad_model)
         num_classes, input_shape = model_num_classes(bad), model_input_shape(bad)
         clean = load_dataset(inputs.clean_data)
@@ -91,7 +90,7 @@ def fine_prune_to_folder(
     bad_digest = weights_digest(bad)
 
     with clock("rank_and_sweep"):
-        report("rank channels", 0.05)
+        report("inputs loaded; rank channels", 0.05)
         activations = mean_channel_activations(bad, options.layer, clean.x)
         order = np.argsort(activations, kind="stable")
         all_poisoned = _concat([item.data for item in poisoned])

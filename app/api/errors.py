@@ -27,28 +27,33 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
+    status: int, message: str, headers: dict[str, str] | None = None, path: str = ""
 ) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+    # The Open Inference Protocol's error object is {"error": message} alone.
+    body = {"error": message} if path.startswith("/v2") else {"error": message, "status": status}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI, max_upload_bytes: int) -> None:
     """Answer every known error as JSON with its status code."""
 
     @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.headers)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.headers, request.url.path)
 
     for error_type, status in DOMAIN_ERRORS.items():
 
-        async def domain_error(_: Request, exc: Exception, status: int = status) -> JSONResponse:
-            return error_response(status, str(exc))
+        async def domain_error(
+            request: Request, exc: Exception, status: int = status
+        ) -> JSONResponse:
+            return error_response(status, str(exc), path=request.url.path)
 
         app.add_exception_handler(error_type, domain_error)
 
     @app.exception_handler(BodyTooLarge)
-    async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
-        return error_response(413, f"request body exceeds the limit of {max_upload_bytes} bytes")
+    async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        message = f"request body exceeds the limit of {max_upload_bytes} bytes"
+        return error_response(413, message, path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 import modelstore
 from app.api.deps import admin_access, json_body, service
@@ -28,7 +28,7 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(admin_access)])
     summary="Admin: regenerate B' in the background",
     dependencies=[Depends(json_body)],
 )
-async def start_repair(request: Request, body: RepairRequest) -> dict | JSONResponse:
+async def start_repair(request: Request, body: RepairRequest) -> Response:
     state = service(request)
     if state.settings.repair_url:
         return await _forward(request, "/repair", body.model_dump(mode="json"))
@@ -51,17 +51,18 @@ async def start_repair(request: Request, body: RepairRequest) -> dict | JSONResp
         "options": body.options.model_dump(mode="json"),
     }
     job = state.jobs.start(pair.name, spec)  # JobConflict: 409
-    return {"job_id": job.id, "status": job.status, "status_url": f"/repair/{job.id}"}
+    body = {"job_id": job.id, "status": job.status, "status_url": f"/repair/{job.id}"}
+    return JSONResponse(body, status_code=202)
 
 
 @router.get("/repair/{job_id}", summary="Admin: status of a repair job")
-async def repair_status(request: Request, job_id: str) -> dict | JSONResponse:
+async def repair_status(request: Request, job_id: str) -> Response:
     if service(request).settings.repair_url:
         return await _forward(request, f"/repair/{job_id}")
     job = service(request).jobs.get(job_id)
     if job is None:
         raise ServiceError(404, f"unknown repair job {job_id!r}")
-    return job.describe()
+    return JSONResponse(job.describe())
 
 
 def _data_path(settings: Settings, relative: str) -> Path:

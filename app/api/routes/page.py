@@ -1,0 +1,50 @@
+"""A page for a person at ``/``: drop or pick faces, see each answer beside its image, the
+served models with their metrics and plots, and demo faces to try. Plain HTML and a little
+JavaScript, served from ``app/api/static`` (nothing is fetched from outside the machine)."""
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+import modelstore
+from app.api.deps import service
+from app.api.errors import ServiceError
+
+router = APIRouter(tags=["page"])
+
+PAGE = Path(__file__).resolve().parents[1] / "static" / "index.html"
+PLOTS = (modelstore.PRUNING_PLOT, modelstore.FILTER_PLOT)
+DEMO_FACES = Path("demo") / "faces"
+"""Where the demo build writes faces to try, inside DATA_DIR."""
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(PAGE, media_type="text/html")
+
+
+@router.get("/models/{name}/{plot}", summary="A served model's plot (pruning.png, filter.png)")
+async def model_plot(request: Request, name: str, plot: str) -> FileResponse:
+    pair = service(request).registry.get(name)
+    if pair is None:
+        raise ServiceError(404, f"unknown model {name!r}")
+    path = modelstore.ModelFolder(pair.folder).file(plot)
+    if plot not in PLOTS or not path.is_file():
+        raise ServiceError(404, f"model {name!r} has no plot {plot!r}; plots are {list(PLOTS)}")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get("/demo/faces", summary="Names of the demo faces to try (clean and triggered)")
+async def demo_faces(request: Request) -> list[str]:
+    folder = service(request).settings.data_dir / DEMO_FACES
+    return sorted(p.name for p in folder.glob("*.png")) if folder.is_dir() else []
+
+
+@router.get("/demo/faces/{name}", summary="One demo face")
+async def demo_face(request: Request, name: str) -> FileResponse:
+    folder = (service(request).settings.data_dir / DEMO_FACES).resolve()
+    path = (folder / name).resolve()
+    if path.parent != folder or path.suffix != ".png" or not path.is_file():
+        raise ServiceError(404, f"no demo face {name!r}")
+    return FileResponse(path, media_type="image/png")

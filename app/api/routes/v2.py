@@ -1,0 +1,135 @@
+"""The Open Inference Protocol (KServe v2) REST API beside the service's own: what Triton's,
+KServe's and Seldon's clients and load generators speak.
+
+A model is a served pair. Inputs (one per request): ``images``, a UINT8 tensor
+[N, 55, 47, 3] of RGB pixels, or ``images_encoded``, a BYTES tensor [N] of PNG/JPEG/BMP/WebP
+files (resized like ``/predict``'s uploads). Outputs, one value per image: ``label`` (N when
+flagged), ``flagged``, ``bad_label``, ``repaired_label``, ``confidence``, ``overlap``.
+"""
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from app.api.deps import ServiceState, service
+from app.api.errors import ServiceError
+from app.api.inference_protocol import HEADER_LENGTH, encode_response, parse_request
+from app.api.uploads import decode_uploads
+from app.serving.pair import ModelPair
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+infer_router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+"""Inference only: the one that API keys and the rate limit guard, as ``/predict``."""
+
+OUTPUTS = {
+    "label": ("INT32", "B's label, or N when the filter flags the image"),
+    "flagged": ("BOOL", "the filter flagged the image"),
+    "bad_label": ("INT32", "B's top label"),
+    "repaired_label": ("INT32", "B''s top label"),
+    "confidence": ("FP32", "B's probability of its label"),
+    "overlap": ("FP32", "overlap of B's and B''s outputs, which the calibrated rule thresholds"),
+}
+
+
+@router.get("", summary="Server metadata")
+async def server_metadata(request: Request) -> dict:
+    return {
+        "name": "badnet-filter",
+        "version": request.app.version,
+        "extensions": ["binary_tensor_data"],
+    }
+
+
+@router.get("/health/live", summary="200 while the process runs")
+async def live() -> dict:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="200 when a model pair serves, else 400")
+async def ready(request: Request) -> JSONResponse:
+    served = bool(service(request).registry.pairs())
+    return JSONResponse({"ready": served}, status_code=200 if served else 400)
+
+
+@router.get("/models/{name}", summary="Model metadata: inputs and outputs")
+@router.get("/models/{name}/versions/{version}", summary="Model metadata of one version")
+async def model_metadata(request: Request, name: str, version: str | None = None) -> dict:
+    pair = _pair(service(request), name, version)
+    height, width, channels = pair.input_shape
+    return {
+        "name": pair.name,
+        "versions": [pair.version],
+        "platform": f"badnet-filter ({pair.runtime.name})",
+        "inputs": [
+            {"name": "images", "datatype": "UINT8", "shape": [-1, height, width, channels]},
+            {"name": "images_encoded", "datatype": "BYTES", "shape": [-1]},
+        ],
+        "outputs": [
+            {"name": output, "datatype": datatype, "shape": [-1]}
+            for output, (datatype, _) in OUTPUTS.items()
+        ],
+        "parameters": {"poisoned_label": pair.poisoned_label, "rule": pair.rule.describe()},
+    }
+
+
+@router.get("/models/{name}/ready", summary="200 when the model serves, else 400")
+@router.get("/models/{name}/versions/{version}/ready", summary="Readiness of one version")
+async def model_ready(request: Request, name: str, version: str | None = None) -> JSONResponse:
+    pair = service(request).registry.get(name)
+    ready = pair is not None and version in (None, pair.version)
+    return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 400)
+
+
+@infer_router.post("/models/{name}/infer", summary="Classify a batch of face images")
+@infer_router.post("/models/{name}/versions/{version}/infer", summary="Classify with one version")
+async def infer(request: Request, name: str, version: str | None = None) -> Response:
+    state = service(request)
+    pair = _pair(state, name, version)
+    height, width, channels = pair.input_shape
+    limit = state.settings.max_files * height * width * channels
+    body = await request.body()
+    parsed = parse_request(body, request.headers.get(HEADER_LENGTH), limit)
+    images = await _images(parsed.inputs, pair, state)
+    result = await state.batcher(pair).submit(images)
+    outputs = {
+        "label": ("INT32", result.label.astype(np.int32)),
+        "flagged": ("BOOL", result.flagged.astype(np.bool_)),
+        "bad_label": ("INT32", result.bad_label.astype(np.int32)),
+        "repaired_label": ("INT32", result.repaired_label.astype(np.int32)),
+        "confidence": ("FP32", result.confidence.astype(np.float32)),
+        "overlap": ("FP32", result.overlap.astype(np.float32)),
+    }
+    content, headers = encode_response(pair.name, pair.version, parsed, outputs)
+    return Response(content, headers=headers)
+
+
+def _pair(state: ServiceState, name: str, version: str | None) -> ModelPair:
+    pair = state.registry.get(name)
+    if pair is None:
+        raise ServiceError(404, f"unknown model {name!r}")
+    if version is not None and version != pair.version:
+        raise ServiceError(404, f"model {name!r} serves version {pair.version}, not {version!r}")
+    return pair
+
+
+async def _images(inputs: list, pair: ModelPair, state: ServiceState) -> np.ndarray:
+    """The request's one image input as uint8 (N, H, W, 3)."""
+    if len(inputs) != 1 or inputs[0].name not in ("images", "images_encoded"):
+        raise ServiceError(400, "send one input: 'images' (UINT8) or 'images_encoded' (BYTES)")
+    tensor = inputs[0]
+    max_files = state.settings.max_files
+    if tensor.name == "images_encoded":
+        if tensor.datatype != "BYTES" or len(tensor.shape) != 1:
+            raise ServiceError(400, "'images_encoded' must be a BYTES tensor of shape [N]")
+        if not 1 <= len(tensor.value) <= max_files:
+            raise ServiceError(400, f"send 1 to {max_files} images, not {len(tensor.value)}")
+        uploads = [(f"images_encoded[{i}]", data) for i, data in enumerate(tensor.value)]
+        return (await decode_uploads(uploads, pair.input_shape[:2], state.settings)).rgb
+    expected = [-1, *pair.input_shape]
+    if tensor.datatype != "UINT8":
+        raise ServiceError(400, f"'images' must be UINT8, not {tensor.datatype}")
+    if len(tensor.shape) != 4 or list(tensor.shape[1:]) != expected[1:]:
+        raise ServiceError(400, f"'images' must have shape {expected}, not {list(tensor.shape)}")
+    if not 1 <= tensor.shape[0] <= max_files:
+        raise ServiceError(400, f"send 1 to {max_files} images, not {tensor.shape[0]}")
+    return np.ascontiguousarray(tensor.value, dtype=np.uint8)

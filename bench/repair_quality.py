@@ -1,0 +1,131 @@
+"""``python -m bench.repair_quality [--seeds 0 1] [--attacks ...] [--identities 200]``: the
+repair's cost to honest users and its effect on attackers, with the default options.
+
+For each attacker and seed it trains a demo BadNet (``attacks``), repairs it with
+``repair.fine_prune_to_folder`` and its defaults, and tabulates B / pruning only / B' / G:
+clean accuracy, attack success per trigger, detection, false flags and repair wall time.
+BadNets are kept under ``--work`` and reused. Writes ``bench/results/repair_quality.json``
+and prints a Markdown table (docs/method.md holds the last one).
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import repair  # noqa: F401 - Keras 2 environment before TensorFlow loads
+from bench.process import ROOT
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from attacks.build import ATTACKS, make_badnet
+    from attacks.material import DemoSizes
+    from repair.options import RepairOptions
+    from repair.pipeline import fine_prune_to_folder
+
+    parser = argparse.ArgumentParser(prog="python -m bench.repair_quality", description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
+    parser.add_argument("--identities", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/repair-quality"))
+    args = parser.parse_args(argv)
+    rows = []
+    for attack in args.attacks:
+        for seed in args.seeds:
+            data = args.work / f"{attack}-s{seed}-i{args.identities}"
+            info_path = data / "attack.json"
+            if info_path.is_file():
+                from repair.pipeline import RepairInputs
+
+                info = json.loads(info_path.read_text())
+                inputs = RepairInputs(**{k: _paths(v) for k, v in info["inputs"].items()})
+            else:
+                attacked = make_badnet(
+                    data, DemoSizes(identities=args.identities, seed=seed), attack
+                )
+                inputs, info = attacked.inputs, {"info": attacked.info}
+                info["inputs"] = {k: _strings(v) for k, v in inputs.__dict__.items()}
+                info_path.write_text(json.dumps(info))
+            started = time.perf_counter()
+            manifest = fine_prune_to_folder(inputs, data / "models" / "repaired", RepairOptions())
+            rows.append(_row(attack, seed, manifest, time.perf_counter() - started))
+            print(_markdown([rows[-1]], header=len(rows) == 1), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "repair_quality.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print("\n" + _markdown(rows))
+    return 0
+
+
+def _paths(value: object) -> object:
+    if isinstance(value, list):
+        return tuple(Path(v) for v in value)
+    return Path(value) if isinstance(value, str) else value
+
+
+def _strings(value: object) -> object:
+    if isinstance(value, tuple):
+        return [str(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def _row(attack: str, seed: int, manifest: dict, wall_s: float) -> dict:
+    metrics = manifest["metrics"]
+
+    def role(name: str) -> dict:
+        m = metrics[name]
+        return {
+            "clean_accuracy": m["clean_accuracy"],
+            "attack_success_by_trigger": m["attack_success_rate_by_trigger"],
+            "detection_rate": m.get("detection_rate"),
+            "false_positive_rate": m.get("false_positive_rate"),
+        }
+
+    return {
+        "attack": attack,
+        "seed": seed,
+        "bad": role("bad"),
+        "pruned_only": role("pruned_only"),
+        "repaired": role("repaired"),
+        "filter": role("filter"),
+        "filter_strict": role("filter_strict"),
+        "threshold": manifest["filter"]["threshold"],
+        "repair_wall_s": round(wall_s, 1),
+        "timings_s": manifest["timings_s"],
+    }
+
+
+def _markdown(rows: list[dict], header: bool = True) -> str:
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    def asr(entry: dict) -> str:
+        return " / ".join(pct(v) for v in entry["attack_success_by_trigger"].values())
+
+    lines = []
+    if header:
+        lines += [
+            "| attacker | seed | B clean / ASR | pruning only | B' | G clean / ASR | G drop | "
+            "G flagged: poisoned / clean | strict rule: drop / clean flagged | repair s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+    for r in rows:
+        drop = r["bad"]["clean_accuracy"] - r["filter"]["clean_accuracy"]
+        strict_drop = r["bad"]["clean_accuracy"] - r["filter_strict"]["clean_accuracy"]
+        lines.append(
+            f"| {r['attack']} | {r['seed']} "
+            f"| {pct(r['bad']['clean_accuracy'])} / {asr(r['bad'])} "
+            f"| {pct(r['pruned_only']['clean_accuracy'])} / {asr(r['pruned_only'])} "
+            f"| {pct(r['repaired']['clean_accuracy'])} / {asr(r['repaired'])} "
+            f"| {pct(r['filter']['clean_accuracy'])} / {asr(r['filter'])} "
+            f"| {pct(drop)} | {pct(r['filter']['detection_rate'])} / "
+            f"{pct(r['filter']['false_positive_rate'])} "
+            f"| {pct(strict_drop)} / {pct(r['filter_strict']['false_positive_rate'])} "
+            f"| {r['repair_wall_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
