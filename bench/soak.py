@@ -190,10 +190,11 @@ def _check_answers(versions_dir: Path, images: list, result: dict) -> dict:
 
 
 def _summary(result: dict, args: argparse.Namespace) -> dict:
-    latencies = sorted(result["latencies"]) or [0.0]
+    latencies = sorted(result["latencies"]) or [0.0, 0.0]
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")  # cuts[k-1]: k-th percentile
 
-    def percentile(p: float) -> float:
-        return round(1000 * latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 2)
+    def percentile(p: int) -> float:
+        return round(1000 * cuts[p - 1], 2)
 
     per_version: dict[str, int] = {}
     for _, version, _ in result["answers"]:
