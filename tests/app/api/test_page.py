@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.service import start_service
@@ -86,9 +87,19 @@ def test_a_person_drops_a_clean_and_a_triggered_face(browser, page_service, demo
     browser.find_element(By.ID, "key").send_keys(KEY)
     browser.execute_script("document.getElementById('results').innerHTML = ''")
     upload.send_keys(f"{clean}\n{triggered}")
-    label = int(clean.stem.rsplit("label", 1)[1])
-    assert _verdict(browser, clean.name).startswith(f"label {label} ")
-    assert _verdict(browser, triggered.name).startswith("poisoned: B said 0, the repair said")
+    # The page says what the API answers for the same files.
+    files = [("file", (p.name, p.read_bytes(), "image/png")) for p in (clean, triggered)]
+    answers = httpx.post(
+        page_service.url + "/predict", files=files, headers={"X-API-Key": KEY}, timeout=30
+    ).json()["predictions"]
+    for path, answer in zip((clean, triggered), answers, strict=True):
+        if answer["poisoned"]:
+            expected = f"poisoned: B said {answer['bad_label']}, the repair said "
+            expected += str(answer["repaired_label"])
+        else:
+            expected = f"label {answer['label']} "
+        assert _verdict(browser, path.name).startswith(expected)
+    assert answers[1]["poisoned"] and answers[1]["bad_label"] == 0  # the trigger is stopped
     # A demo face offered by the page itself, clicked.
     browser.find_element(By.CSS_SELECTOR, f'#faces button[data-face="{triggered.name}"]').click()
     time.sleep(0.5)
