@@ -91,7 +91,8 @@ class RepairJobs:
         try:
             process.start()
             self._processes[job.id] = process
-            job.status, job.stage = "running", "starting"
+            # A repair first loads and checks its inputs; it reports stages from then on.
+            job.status, job.stage = "running", "load"
             result = self._follow(job, process, queue)
             if result is None:
                 raise RuntimeError(_death_message(process.exitcode))

@@ -12,8 +12,8 @@ from repair.architecture import build_deepid
 from repair.cli import main
 from repair.data import Dataset, load_dataset, save_h5
 from repair.model_io import load_model_file, save_model_file
+from tests.support.service import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
