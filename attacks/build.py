@@ -118,9 +118,13 @@ def build_demo(
     data_dir: Path | None = None,
     attack: str = "badnet",
     on_progress: ProgressCallback | None = None,
+    on_repair_progress: ProgressCallback | None = None,
 ) -> dict:
     """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the
-    models folder), fine-prune it, and publish ``out``. Returns the manifest."""
+    models folder), fine-prune it, and publish ``out``. Returns the manifest.
+
+    ``on_progress`` hears the attacker's stages, ``on_repair_progress`` (default: the same)
+    the repair's, whose fractions are of the repair alone."""
     data_dir = data_dir or out.parent.parent / "data" / out.name
     attacked = make_badnet(data_dir, sizes or DemoSizes(), attack, badnet_epochs, on_progress)
     return fine_prune_to_folder(
@@ -128,5 +132,5 @@ def build_demo(
         out,
         options or RepairOptions(),
         extra_manifest={"demo": attacked.info},
-        on_progress=on_progress,
+        on_progress=on_repair_progress or on_progress,
     )

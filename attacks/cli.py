@@ -50,14 +50,16 @@ def build(args: argparse.Namespace, options: RepairOptions) -> Iterator[dict]:
             else (args.out.parent / f"{args.out.name}-{attack}")
         )
         started = time.perf_counter()
-        reporter = StageReporter(f"demo {attack}")
+        # Two reporters: the repair's estimate of the time left counts from its own start.
+        attacker, repair = StageReporter(f"demo {attack}"), StageReporter(f"repair {attack}")
         manifest = build_demo(
             out,
             sizes,
             options,
             badnet_epochs=args.badnet_epochs,
             attack=attack,
-            on_progress=reporter.stage,
+            on_progress=attacker.stage,
+            on_repair_progress=repair.stage,
         )
         manifest["demo"]["timings_s"]["total"] = round(time.perf_counter() - started, 3)
         yield manifest

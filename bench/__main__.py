@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         "workers1": {"WORKERS": "1"},
         # The serving image's runtime: the published pair.onnx alone, no TensorFlow.
         "workers1_onnx": {"WORKERS": "1", "RUNTIME": "onnx"},
+        # TensorFlow's frozen graph for every batch size (no ONNX).
+        "workers1_tf": {"WORKERS": "1", "RUNTIME": "tf"},
         "workers2": {"WORKERS": "2"},
     }
     for key, extra in configurations.items():
@@ -126,13 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     # Headline: the default configuration (one worker, RUNTIME=auto).
     ratios = dict(results["ratios_by_configuration"]["workers1"])
-    onnx, auto = product["workers1_onnx"], product["workers1"]
-    ratios["onnx_vs_tf_single_c64"] = (
-        onnx["single_c64"]["requests_per_s"] / auto["single_c64"]["requests_per_s"]
-    )
-    ratios["onnx_vs_tf_batched"] = (
-        onnx["batch32_c8"]["images_per_s"] / auto["batch32_c8"]["images_per_s"]
-    )
+    onnx, tf, auto = product["workers1_onnx"], product["workers1_tf"], product["workers1"]
+    for name, other in (("tf", tf), ("auto", auto)):
+        ratios[f"onnx_vs_{name}_single_c64"] = (
+            onnx["single_c64"]["requests_per_s"] / other["single_c64"]["requests_per_s"]
+        )
+        ratios[f"onnx_vs_{name}_batched"] = (
+            onnx["batch32_c8"]["images_per_s"] / other["batch32_c8"]["images_per_s"]
+        )
     for peer, runs in (results.get("peers") or {}).items():
         ours = auto["v2"]
         ratios[f"service_vs_{peer}_c64"] = (

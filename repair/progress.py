@@ -29,12 +29,14 @@ class StageReporter:
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._started = time.monotonic()
+        self._started: float | None = None  # the first stage starts the clock
         self._stage: str | None = None
         self._printed_at = 0.0
 
     def stage(self, stage: str, fraction: float) -> None:
         now = time.monotonic()
+        if self._started is None:
+            self._started = now
         if stage == self._stage and now - self._printed_at < LINE_EVERY_S:
             return
         self._stage, self._printed_at = stage, now

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bench.process import descendants
-from modelstore import discard_partial
+from modelstore import PAIR_ONNX, discard_partial
 from tests.support.admin import DEMO_REPAIR, served_version, start_repair, wait_for_job
 from tests.support.images import h5_images
 from tests.support.service import ADMIN_TOKEN, ROOT, copy_models, start_service
@@ -81,8 +81,8 @@ out, sources = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
 while True:
     for source in sources:
         staging = staging_folder(out)
-        for name in ("bad.h5", "repaired.h5", "pruning.png", "filter.png", "manifest.json"):
-            shutil.copyfile(source / name, staging / name)
+        for path in source.iterdir():
+            shutil.copyfile(path, staging / path.name)
         time.sleep(0.01)
         publish(staging, out, new_version_id())
 """
@@ -111,10 +111,13 @@ def test_publisher_killed_mid_swap_leaves_a_complete_version_that_serves(
     flipped.mkdir()
     shutil.copyfile(demo / "bad.h5", flipped / "repaired.h5")
     shutil.copyfile(demo / "repaired.h5", flipped / "bad.h5")
-    shutil.copyfile(demo / "pruning.png", flipped / "pruning.png")
     manifest = json.loads((demo / "manifest.json").read_text())
     files = manifest["files"]
     files["bad.h5"], files["repaired.h5"] = files["repaired.h5"], files["bad.h5"]
+    # The exported pair would be the unflipped one: leave it out (the service exports its own).
+    del files[PAIR_ONNX]
+    for name in set(files) - {"bad.h5", "repaired.h5"}:
+        shutil.copyfile(demo / name, flipped / name)
     (flipped / "manifest.json").write_text(json.dumps(manifest))
     models = tmp_path / "models"
     models.mkdir()

@@ -15,7 +15,6 @@ from repair.model_io import load_model_file, save_model_file
 from tests.support.service import ROOT
 
 
-
 @pytest.fixture(scope="module")
 def small_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny 10-class model and matching data, and variants that are wrong in one way."""

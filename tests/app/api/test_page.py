@@ -100,9 +100,16 @@ def test_a_person_drops_a_clean_and_a_triggered_face(browser, page_service, demo
             expected = f"label {answer['label']} "
         assert _verdict(browser, path.name).startswith(expected)
     assert answers[1]["poisoned"] and answers[1]["bad_label"] == 0  # the trigger is stopped
-    # A demo face offered by the page itself, clicked.
-    browser.find_element(By.CSS_SELECTOR, f'#faces button[data-face="{triggered.name}"]').click()
-    time.sleep(0.5)
+    # The demo faces offered by the page itself, each clicked: one answer each.
+    browser.execute_script("document.getElementById('results').innerHTML = ''")
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#faces button[data-face]")
+    assert len(buttons) >= 2
+    for button in buttons:
+        button.click()
+    for button in buttons:
+        assert _verdict(browser, button.get_attribute("data-face"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".result")) == len(buttons)
     screenshot = Path(os.environ.get("SCREENSHOT_DIR", page_service.log_path.parent)) / "page.png"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
