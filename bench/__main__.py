@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def v2_points(url: str) -> dict:
         infer = url + "/v2/models/demo/infer"
-        runs = {f"single_c{c}": asdict(load(infer, *v2_single, c, 1)) for c in (1, 8, 64)}
-        runs["batch32_c8"] = asdict(load(infer, *v2_many, 8, 32))
+        (one, kind, headers), (many_body, _, many_headers) = v2_single, v2_many
+        runs = {f"single_c{c}": asdict(load(infer, one, kind, c, 1, headers)) for c in (1, 8, 64)}
+        runs["batch32_c8"] = asdict(load(infer, many_body, kind, 8, 32, many_headers))
         return runs
 
     results["http_limit"] = {}

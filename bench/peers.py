@@ -10,6 +10,7 @@ batcher most model-serving deployments use, and it is light here (+230 MB, ready
 7 s); Ray Serve takes 12 processes and 1.7 GB, TorchServe a Java runtime and torch.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+import modelstore
 from bench.process import ROOT, free_port
 
 VENV = ROOT / "bench" / ".peers" / "pytriton"
@@ -44,6 +46,7 @@ class PyTritonPeer:
 
     def __init__(self, folder: Path, log: Path) -> None:
         python = ensure_venv()
+        self.model = json.loads((folder / modelstore.MANIFEST).read_text())["name"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The bundled tritonserver links the interpreter's libpython: point it at ours.
@@ -63,7 +66,9 @@ class PyTritonPeer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"PyTriton exited: {Path(self._log.name).read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/v2/health/ready", timeout=2).status_code == 200:
+                # The server is ready before the model is bound: wait for the model.
+                ready = httpx.get(f"{self.url}/v2/models/{self.model}/ready", timeout=2)
+                if ready.status_code == 200:
                     return time.perf_counter() - self.started
             except httpx.HTTPError:
                 pass
