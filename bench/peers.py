@@ -10,7 +10,6 @@ batcher most model-serving deployments use, and it is light here (+230 MB, ready
 7 s); Ray Serve takes 12 processes and 1.7 GB, TorchServe a Java runtime and torch.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -46,7 +45,7 @@ class PyTritonPeer:
 
     def __init__(self, folder: Path, log: Path) -> None:
         python = ensure_venv()
-        self.model = json.loads((folder / modelstore.MANIFEST).read_text())["name"]
+        self.model = modelstore.read_manifest(folder / modelstore.MANIFEST).name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The bundled tritonserver links the interpreter's libpython: point it at ours.
