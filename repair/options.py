@@ -24,6 +24,12 @@ class RepairOptions(BaseModel):
         le=1,
         description="prune dormant channels until clean accuracy would drop more than this",
     )
+    sweep_faces: int = Field(
+        3000,
+        ge=50,
+        description="clean faces (a random sample when there are more) on which the "
+        "accuracy at each pruning depth is measured",
+    )
     prune_fraction: float | None = Field(
         None, ge=0, le=1, description="prune exactly this fraction of channels instead"
     )

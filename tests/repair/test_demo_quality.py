@@ -81,6 +81,7 @@ def test_manifest_records_what_the_issue_asks(demo_root: Path, demo_manifest: di
     sweep = demo_manifest["pruning"]["sweep"]
     assert len(sweep) == demo_manifest["pruning"]["channels"] + 1
     assert sweep[0]["attack_success_rate"] >= 0.95
+    assert demo_manifest["pruning"]["sweep_clean_faces"] == demo_manifest["data"]["clean"]
 
 
 def test_repaired_model_loads_plainly_with_pruned_channels_zero_and_sparse(
