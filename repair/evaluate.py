@@ -34,16 +34,9 @@ class PairOutputs:
         return self.bad.argmax(axis=1), self.repaired.argmax(axis=1)
 
 
-def pair_outputs(
-    bad: keras.Model,
-    repaired: keras.Model,
-    data: Dataset,
-    bad_outputs: np.ndarray | None = None,
-) -> PairOutputs:
-    """Run both nets on ``data`` (B only when its ``bad_outputs`` are not given)."""
-    if bad_outputs is None:
-        bad_outputs = predict_scores(bad, data.x)
-    return PairOutputs(bad_outputs, predict_scores(repaired, data.x), data.y)
+def pair_outputs(bad: keras.Model, repaired: keras.Model, data: Dataset) -> PairOutputs:
+    """Run both nets on ``data``."""
+    return PairOutputs(predict_scores(bad, data.x), predict_scores(repaired, data.x), data.y)
 
 
 def evaluate_outputs(

@@ -28,7 +28,8 @@ class RepairOptions(BaseModel):
         3000,
         ge=50,
         description="clean faces (a random sample when there are more) on which the "
-        "accuracy at each pruning depth is measured",
+        "accuracy at each pruning depth is measured; as many poisoned faces, when given, "
+        "for the attack success curve of the plot",
     )
     prune_fraction: float | None = Field(
         None, ge=0, le=1, description="prune exactly this fraction of channels instead"

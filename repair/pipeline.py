@@ -8,7 +8,7 @@ import resource
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from repair.evaluate import (
 from repair.export import OPSET, OUTPUTS, export_pair_onnx, keras_labels
 from repair.filter_rule import STRICT, calibrate
 from repair.finetune import clone_model, fine_tune, fine_tune_epochs
+from repair.inference import predict_scores
 from repair.model_io import (
     load_model_file,
     model_input_shape,
@@ -146,9 +147,10 @@ def fine_prune_to_folder(
         evaluated = pair_outputs(bad, repaired, evaluation)
         attacked = {item.name: pair_outputs(bad, repaired, item.data) for item in poisoned}
         metrics = evaluate_outputs(evaluated, attacked, num_classes, rule)
-        pruned_evaluated = pair_outputs(bad, pruned, evaluation, evaluated.bad)
+        # Pruning only, against the same B outputs: only the pruned net runs again.
+        pruned_evaluated = replace(evaluated, repaired=predict_scores(pruned, evaluation.x))
         pruned_attacked = {
-            item.name: pair_outputs(bad, pruned, item.data, attacked[item.name].bad)
+            item.name: replace(attacked[item.name], repaired=predict_scores(pruned, item.data.x))
             for item in poisoned
         }
         pruned_only = evaluate_outputs(pruned_evaluated, pruned_attacked, num_classes, STRICT)
