@@ -3,17 +3,89 @@ valid one, the real service, and the CSAW material in ../shared.
 
 Both builds lay out the same folders (``models/demo``, ``data/demo/*.h5``), so a test moves
 between them by its fixture alone.
+
+The long builds (the full demo, the attackers' small versions) start as processes of their
+own once the tests are collected, and the modules that need them run last: the rest of the
+suite runs while they build.
 """
 
 import os
-import subprocess
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import repair  # noqa: F401 - Keras 2 environment before TensorFlow loads
+from tests.support.builds import BackgroundBuild
 from tests.support.service import ADMIN_TOKEN, CSAW_DIR, ROOT, copy_models, start_service
+
+DEMO_FIXTURES = {"demo_root", "demo_manifest"}
+ATTACKER_FIXTURES = {"attacked"}
+BUILDS: dict[str, BackgroundBuild] = {}
+"""The background builds this session started, by name ("demo", "attackers")."""
+BUILD_ROOT = pytest.StashKey[Path]()
+
+
+def _reused_demo() -> Path | None:
+    reuse = os.environ.get("DEMO_ROOT")
+    if reuse and (Path(reuse) / "models" / "demo" / "manifest.json").is_file():
+        return Path(reuse)
+    return None
+
+
+def _module_needs(items: list[pytest.Item], fixtures: set[str]) -> set[str]:
+    return {item.module.__name__ for item in items if fixtures & set(item.fixturenames)}
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on the marker added here
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need a long build (``-m "not long_build"`` leaves them out), and
+    run modules that need none first, then those that need the attackers', then those that
+    need the full demo (the longest); the order within a module is kept."""
+    for item in items:
+        if (DEMO_FIXTURES | ATTACKER_FIXTURES) & set(item.fixturenames):
+            item.add_marker(pytest.mark.long_build)
+    attackers = _module_needs(items, ATTACKER_FIXTURES)
+    demo = _module_needs(items, DEMO_FIXTURES)
+    items.sort(key=lambda item: (item.module.__name__ in demo, item.module.__name__ in attackers))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the builds the selected tests need."""
+    needs = set().union(set(), *(item.fixturenames for item in session.items))
+    build_demo = bool(DEMO_FIXTURES & needs) and _reused_demo() is None
+    build_attackers = bool(ATTACKER_FIXTURES & needs)
+    if session.config.option.collectonly or not (build_demo or build_attackers):
+        return
+    root = Path(tempfile.mkdtemp(prefix="pytest-builds-"))
+    session.config.stash[BUILD_ROOT] = root
+    if build_demo:
+        BUILDS["demo"] = BackgroundBuild(
+            "demo",
+            [str(ROOT / "scripts" / "build_models.sh")],
+            root / "demo.log",
+            MODELS_DIR=str(root / "demo" / "models"),
+        )
+    if build_attackers:
+        BUILDS["attackers"] = BackgroundBuild(
+            "attackers",
+            [sys.executable, "-m", "tests.support.attacker_builds", str(root / "attackers")],
+            root / "attackers.log",
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop what is still building; keep the builds (and their logs) when a test failed."""
+    for build in BUILDS.values():
+        build.stop()
+    if BUILD_ROOT in session.config.stash:
+        root = session.config.stash[BUILD_ROOT]
+        if session.testsfailed:
+            print(f"\nbackground builds and their logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -28,16 +100,23 @@ def csaw_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default demo (data and model folder) built once by the same script as the Docker
-    build and README use. ``DEMO_ROOT`` reuses an existing build (for development)."""
-    reuse = os.environ.get("DEMO_ROOT")
-    if reuse and (Path(reuse) / "models" / "demo" / "manifest.json").is_file():
-        return Path(reuse)
-    root = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "PY": sys.executable, "MODELS_DIR": str(root / "models")}
-    subprocess.run([str(ROOT / "scripts" / "build_models.sh")], env=env, check=True, timeout=1800)
+def demo_root(request: pytest.FixtureRequest) -> Path:
+    """The default demo (data and model folder), built once in the background by the same
+    script as the Docker build and README use. ``DEMO_ROOT`` reuses an existing build (for
+    development)."""
+    reused = _reused_demo()
+    if reused is not None:
+        return reused
+    root = request.config.stash[BUILD_ROOT] / "demo"
+    BUILDS["demo"].manifest(root / "models" / "demo")
     return root
+
+
+@pytest.fixture(scope="session")
+def attacker_builds(request: pytest.FixtureRequest) -> tuple[BackgroundBuild, Path]:
+    """The process building the attackers' small versions (tests/support/attacker_builds.py),
+    and the folder it builds them in."""
+    return BUILDS["attackers"], request.config.stash[BUILD_ROOT] / "attackers"
 
 
 @pytest.fixture(scope="session")

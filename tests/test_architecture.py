@@ -2,6 +2,7 @@
 service process loads."""
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -41,9 +42,14 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = {
-        _module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+        _module_name(path): path
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        # not the hidden, ignored folders a benchmark fills (bench/.peers: a peer's venv)
+        if not any(part.startswith(".") for part in path.relative_to(ROOT).parts)
     }
     graph = {}
     for name, path in modules.items():

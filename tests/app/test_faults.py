@@ -50,7 +50,7 @@ def test_killed_repair_worker_fails_the_job_and_leaves_nothing(
     service = start_service(models, tiny_root, tmp_path / "log", ADMIN_TOKEN=ADMIN_TOKEN)
     try:
         before = served_version(service.url)
-        long_repair = {**DEMO_REPAIR, "options": {"epochs": 300}}
+        long_repair = {**DEMO_REPAIR, "options": {"epochs": 80}}  # ~15 s of fine-tuning
         job = start_repair(service.url, long_repair).json()["job_id"]
         status = wait_for_job(
             service.url, job, until=lambda s: s["stage"] == "fine-tune" and s["progress"] > 0.2
@@ -236,8 +236,9 @@ def test_full_or_read_only_models_folder_fails_the_repair_old_models_serve(
             status = wait_for_job(service.url, job)
             assert status["status"] == "failed" and "Read-only file system" in status["error"]
         else:
-            # The disk fills up while the repair trains: the write at the end fails.
-            job = start_repair(service.url, {**DEMO_REPAIR, "options": {"epochs": 200}})
+            # The disk fills up while the repair trains (long enough to fill a 24 MB
+            # tmpfs many times over): the write at the end fails.
+            job = start_repair(service.url, {**DEMO_REPAIR, "options": {"epochs": 40}})
             job = job.json()["job_id"]
             wait_for_job(service.url, job, until=lambda s: s["stage"] == "fine-tune")
             _fill(inside / "filler")

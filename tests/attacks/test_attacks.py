@@ -1,34 +1,21 @@
 """The demo's attackers, in small versions: each is a real backdoor (attack success >= 90%
 before repair), and the repair, with its defaults but a short fine-tuning, reduces it."""
 
+import json
 from pathlib import Path
 
 import pytest
 
-from attacks.build import ATTACKS, build_demo
-from attacks.material import DemoSizes
-from repair.options import RepairOptions
-
-QUICK = RepairOptions(steps=250)
-SMALL_VERSIONS = {
-    "multi-trigger": (DemoSizes(identities=100, train_per_identity=24), 15),
-    "pruning-aware": (DemoSizes(identities=60, train_per_identity=24), 30),
-    "low-rate": (DemoSizes(identities=100, train_per_identity=60), 15),
-    "blended": (DemoSizes(identities=40, train_per_identity=20), 15),
-}
-"""Sizes and BadNet epochs for each attacker: the smallest at which its backdoor works. The
-low-rate attacker poisons 1.5% of the training set: it needs the demo's 6,000 training
-faces (90 poisoned; with 36 or 45 the attack reached 81%); the pruning-aware one trains
-twice (clean, then the implant)."""
+from attacks.build import ATTACKS
+from tests.support.attacker_builds import SMALL_VERSIONS, model_folder
+from tests.support.builds import BackgroundBuild
 
 
 @pytest.fixture(scope="module", params=list(SMALL_VERSIONS))
-def attacked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp(request.param)
-    sizes, epochs = SMALL_VERSIONS[request.param]
-    return build_demo(
-        root / "models" / "m", sizes, QUICK, badnet_epochs=epochs, attack=request.param
-    )
+def attacked(request: pytest.FixtureRequest, attacker_builds: tuple[BackgroundBuild, Path]) -> dict:
+    """The manifest of one attacker's small version, built in the background (conftest)."""
+    build, root = attacker_builds
+    return json.loads(build.manifest(model_folder(root, request.param)).read_text())
 
 
 def test_each_attacker_plants_a_real_backdoor(attacked: dict) -> None:

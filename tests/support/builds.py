@@ -1,0 +1,46 @@
+"""The suite's long builds (the full demo, the attackers' small versions), each run as its
+own process from the start of the session, so that the tests that need no such model run
+meanwhile. A fixture that needs a build waits for its manifest."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.service import ROOT
+
+
+class BackgroundBuild:
+    """A command that publishes one or more model folders; started at once."""
+
+    def __init__(self, name: str, command: list[str], log: Path, **env: str) -> None:
+        self.name, self.log = name, log
+        with open(log, "wb") as output:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**os.environ, "PY": sys.executable, **env},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def manifest(self, folder: Path, timeout_s: float = 3600) -> Path:
+        """Wait until ``folder`` is published (its manifest is written last) and return the
+        manifest's path; raise with the build's output if the build ends without it."""
+        manifest = folder / "manifest.json"
+        deadline = time.monotonic() + timeout_s
+        while not manifest.is_file():
+            if self.process.poll() is not None and not manifest.is_file():
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{self.name} build ended without {folder}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} build: no {folder} after {timeout_s} s")
+            time.sleep(1)
+        return manifest
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
