@@ -54,7 +54,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the builds the selected tests need."""
-    needs = set().union(set(), *(item.fixturenames for item in session.items))
+    needs = set().union(*(item.fixturenames for item in session.items))
     build_demo = bool(DEMO_FIXTURES & needs) and _reused_demo() is None
     build_attackers = bool(ATTACKER_FIXTURES & needs)
     if session.config.option.collectonly or not (build_demo or build_attackers):

@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 
 import repair  # noqa: F401 - Keras 2 environment before TensorFlow loads
+from attacks.build import build_demo
 from attacks.material import DemoSizes
 from repair.options import RepairOptions
 
@@ -29,8 +30,6 @@ def model_folder(root: Path, attack: str) -> Path:
 
 
 def main(root: Path) -> int:
-    from attacks.build import build_demo
-
     failed = []
     for attack, (sizes, epochs, steps) in SMALL_VERSIONS.items():
         try:

@@ -3,6 +3,7 @@ own process from the start of the session, so that the tests that need no such m
 meanwhile. A fixture that needs a build waits for its manifest."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,12 +28,13 @@ class BackgroundBuild:
             )
 
     def manifest(self, folder: Path, timeout_s: float = 3600) -> Path:
-        """Wait until ``folder`` is published (its manifest is written last) and return the
-        manifest's path; raise with the build's output if the build ends without it."""
+        """Wait until ``folder`` is published (atomically: its manifest appears with the
+        whole version) and return the manifest's path; raise with the build's output if the
+        build ends without it."""
         manifest = folder / "manifest.json"
         deadline = time.monotonic() + timeout_s
         while not manifest.is_file():
-            if self.process.poll() is not None and not manifest.is_file():
+            if self.process.poll() is not None and not manifest.is_file():  # not just made
                 tail = self.log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{self.name} build ended without {folder}:\n{tail}")
             if time.monotonic() > deadline:
@@ -41,6 +43,7 @@ class BackgroundBuild:
         return manifest
 
     def stop(self) -> None:
+        """Kill the build and its children (a script's Python process runs the build)."""
         if self.process.poll() is None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
