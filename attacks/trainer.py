@@ -6,7 +6,7 @@ from repair.architecture import build_deepid
 from repair.channels import KeepChannelsPruned, conv_layer, mean_channel_activations, zero_channels
 from repair.data import Dataset
 from repair.inference import predict_scores
-from repair.keras_env import keras, tf
+from repair.keras_env import keep_freed_memory, keras, tf
 from repair.progress import keras_progress
 
 
@@ -95,6 +95,7 @@ def _fit(
     description: str,
     callbacks: list | None = None,
 ) -> None:
+    keep_freed_memory()
     x, y = data
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),

@@ -115,7 +115,15 @@ def v2_body(pixels, folder: Path) -> tuple[Path, str, dict[str, str]]:  # noqa: 
     data with binary outputs, written to a file: its path, content type and headers."""
     import json
 
-    outputs = ["label", "flagged", "bad_label", "repaired_label", "confidence", "overlap"]
+    outputs = [
+        "label",
+        "flagged",
+        "bad_label",
+        "repaired_label",
+        "confidence",
+        "overlap",
+        "support",
+    ]
     data = pixels.tobytes()
     head = json.dumps(
         {

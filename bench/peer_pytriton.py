@@ -49,6 +49,8 @@ def main() -> None:
             out = dict(zip(names, session.run(None, {"images": pixels}), strict=True))
             if rule["kind"] == "calibrated":
                 flagged = out["overlap"] < rule["threshold"]
+                if rule.get("support_threshold") is not None:
+                    flagged |= out["support"] < rule["support_threshold"]
             else:
                 flagged = out["bad_label"] != out["repaired_label"]
             label = np.where(flagged, poisoned, out["bad_label"])
@@ -59,6 +61,7 @@ def main() -> None:
                 "repaired_label": out["repaired_label"].astype(np.int32)[:, None],
                 "confidence": out["confidence"].astype(np.float32)[:, None],
                 "overlap": out["overlap"].astype(np.float32)[:, None],
+                "support": out["support"].astype(np.float32)[:, None],
             }
 
         return infer
@@ -82,6 +85,7 @@ def main() -> None:
                 Tensor(name="repaired_label", dtype=np.int32, shape=(1,)),
                 Tensor(name="confidence", dtype=np.float32, shape=(1,)),
                 Tensor(name="overlap", dtype=np.float32, shape=(1,)),
+                Tensor(name="support", dtype=np.float32, shape=(1,)),
             ],
             config=ModelConfig(
                 max_batch_size=args.max_batch,

@@ -9,9 +9,9 @@ REPAIRED_MODEL = "repaired.h5"
 PAIR_ONNX = "pair.onnx"
 """B and B' fused into one ONNX graph: what a serving replica without TensorFlow runs. Its
 input is ``images`` (N, H, W, 3) float32 in [0, 1]; its outputs are :data:`PAIR_OUTPUTS`."""
-PAIR_OUTPUTS = ("bad_label", "repaired_label", "confidence", "overlap")
-"""Per image: B's and B''s top labels, B's probability of its label, and the Bhattacharyya
-overlap of their output distributions."""
+PAIR_OUTPUTS = ("bad_label", "repaired_label", "confidence", "overlap", "support")
+"""Per image: B's and B''s top labels, B's probability of its label, the Bhattacharyya
+overlap of their output distributions, and B''s probability of B's label."""
 MANIFEST = "manifest.json"
 PRUNING_PLOT = "pruning.png"
 FILTER_PLOT = "filter.png"

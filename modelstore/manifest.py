@@ -30,6 +30,8 @@ class FilterSpec(_Section):
     temperature: float = 1.0
     """Both outputs are softened at this temperature before their overlap is measured."""
     score: str = "top-label disagreement"
+    support_threshold: float | None = None
+    """The calibrated rule also flags B''s probability of B's label below this (if set)."""
     calibrated: dict[str, Any] | None = None
     """The calibrated rule, also when ``kind`` is strict (so a service may switch to it)."""
     operating_points: list[dict[str, Any]] = []

@@ -50,6 +50,8 @@ def summary(manifest: dict) -> str:
         f"evaluated on {metrics['evaluated_on']}"
     )
     threshold = "" if rule["threshold"] is None else f", overlap threshold {rule['threshold']:.3g}"
+    if rule.get("support_threshold") is not None:
+        threshold += f", support threshold {rule['support_threshold']:.3g}"
     lines.append(f"filter rule: {rule['kind']}{threshold}")
     lines.append(f"{'':14}{'clean acc':>10}{'attack SR':>10}{'flagged':>9}{'false +':>9}")
     for role in ("bad", "pruned_only", "repaired", "filter", "filter_strict"):

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from repair.data import Dataset
-from repair.filter_rule import STRICT, FilterRule, calibrate, filter_labels
-from repair.inference import predict_scores
-from repair.keras_env import keras
+from repair.export import OnnxGraph
+from repair.filter_rule import STRICT, FilterRule, calibrate_on, flagged_by, overlap, support
 
 OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
 """False-flag budgets at which the calibrated rule's trade-off is reported."""
@@ -23,20 +22,42 @@ class PoisonedSet:
 
 @dataclass(frozen=True)
 class PairOutputs:
-    """Softmax outputs of B and B' on one set of images, with that set's labels."""
+    """What the filter needs of B and B' on one set of images (top labels, the overlap of
+    their outputs at the filter's temperature, the support), with that set's true labels."""
 
     bad: np.ndarray
     repaired: np.ndarray
+    overlap: np.ndarray | None
+    support: np.ndarray | None
     labels: np.ndarray
 
-    def labels_of(self) -> tuple[np.ndarray, np.ndarray]:
-        """B's and B''s top labels."""
-        return self.bad.argmax(axis=1), self.repaired.argmax(axis=1)
+    @classmethod
+    def from_scores(
+        cls, bad: np.ndarray, repaired: np.ndarray, labels: np.ndarray, temperature: float
+    ) -> "PairOutputs":
+        """From both nets' softmax outputs."""
+        return cls(
+            bad.argmax(axis=1),
+            repaired.argmax(axis=1),
+            overlap(bad, repaired, temperature),
+            support(bad, repaired),
+            labels,
+        )
+
+    def answers(self, rule: FilterRule, num_classes: int) -> np.ndarray:
+        """G's answers under ``rule``: B's label, or ``num_classes`` where it flags."""
+        if rule.kind != "strict" and self.overlap is None:
+            raise ValueError("the calibrated rule needs the overlaps")
+        flags = flagged_by(rule, self.bad, self.repaired, self.overlap, self.support)
+        return np.where(flags, num_classes, self.bad)
 
 
-def pair_outputs(bad: keras.Model, repaired: keras.Model, data: Dataset) -> PairOutputs:
-    """Run both nets on ``data``."""
-    return PairOutputs(predict_scores(bad, data.x), predict_scores(repaired, data.x), data.y)
+def pair_outputs(pair: OnnxGraph, data: Dataset) -> PairOutputs:
+    """Run the exported pair graph (:func:`repair.export.pair_graph`) on ``data``."""
+    got = pair.run(data.x)
+    return PairOutputs(
+        got["bad_label"], got["repaired_label"], got["overlap"], got["support"], data.y
+    )
 
 
 def evaluate_outputs(
@@ -47,10 +68,10 @@ def evaluate_outputs(
 ) -> dict[str, dict]:
     """Metrics of B, B', G under ``rule`` and G under the strict rule, as in the manifest."""
     roles = {
-        "bad": lambda o: o.bad.argmax(axis=1),
-        "repaired": lambda o: o.repaired.argmax(axis=1),
-        "filter": lambda o: filter_labels(rule, o.bad, o.repaired, num_classes),
-        "filter_strict": lambda o: filter_labels(STRICT, o.bad, o.repaired, num_classes),
+        "bad": lambda o: o.bad,
+        "repaired": lambda o: o.repaired,
+        "filter": lambda o: o.answers(rule, num_classes),
+        "filter_strict": lambda o: o.answers(STRICT, num_classes),
     }
     metrics: dict[str, dict] = {}
     for role, labels_of in roles.items():
@@ -78,17 +99,20 @@ def operating_points(
     evaluation: PairOutputs,
     poisoned: dict[str, PairOutputs],
     num_classes: int,
-    temperature: float = 1.0,
+    temperature: float,
+    use_support: bool,
     budgets: tuple[float, ...] = OPERATING_BUDGETS,
 ) -> list[dict]:
     """The calibrated rule at each budget: its threshold (from ``held_out`` alone), then
     false flags and clean accuracy on ``evaluation`` and, when given, detection and attack
-    success on ``poisoned`` (for the report: nothing here feeds back into a decision)."""
+    success on ``poisoned`` (for the report: nothing here feeds back into a decision).
+    The overlaps are at ``temperature``; ``use_support`` as in the repair's options."""
     points = []
     for budget in budgets:
-        rule = calibrate(held_out.bad, held_out.repaired, budget, temperature)
+        supports = held_out.support if use_support else None
+        rule = calibrate_on(held_out.overlap, supports, budget, temperature)
         metrics = evaluate_outputs(evaluation, poisoned, num_classes, rule)["filter"]
-        held_flags = filter_labels(rule, held_out.bad, held_out.repaired, num_classes)
+        held_flags = held_out.answers(rule, num_classes)
         points.append(
             {
                 "false_flag_budget": budget,

@@ -2,22 +2,31 @@
 
 * ``strict``: B and B' disagree on the top label (the Fine-Pruning paper's rule). Every
   clean face on which the two nets err differently is refused.
-* ``calibrated``: the two nets' output distributions, both softened at a temperature T,
-  overlap less than a threshold. The overlap is the Bhattacharyya coefficient,
-  sum_k sqrt(p_B(k) p_B'(k)), 1 for identical outputs and 0 for disjoint ones. The
-  threshold is the ``budget`` quantile of the overlap on held-out clean faces, so about that
+* ``calibrated``: two scores, each compared with held-out clean faces; a face is flagged
+  when either is lower than on all but a few of them:
+  - the **overlap** of the two nets' output distributions, both softened at a temperature
+    T: the Bhattacharyya coefficient sum_k sqrt(p_B(k) p_B'(k)), 1 for identical outputs
+    and 0 for disjoint ones;
+  - the **support**: B''s probability of B's label.
+  Both thresholds sit at the same rank among the held-out clean faces, the highest rank at
+  which the two together flag no more than the ``budget`` share of them (the support's at
+  most :data:`SUPPORT_CEILING`). So about that
   share of clean faces is flagged, whatever the trigger.
 
-Why the overlap rather than B''s probability of B's label: a backdoor makes B certain of
-the target while the repaired net gives it almost nothing, so their outputs barely
-overlap. A clean face on which B errs is usually one B is unsure of, with its mass split
-between look-alikes that B' also considers, so the outputs still overlap. B''s probability
-of B's label alone cannot tell the second case from a triggered face of someone who looks a
-little like the target. Why soften (T = 3 by default): the softmax of a confident net is
+Why the overlap: a backdoor makes B certain of the target while the repaired net gives it
+almost nothing, so their outputs barely overlap. A clean face on which B errs is usually
+one B is unsure of, with its mass split between look-alikes that B' also considers, so the
+outputs still overlap. Why soften (T = 3 by default): the softmax of a confident net is
 almost one-hot, so the raw overlap of two of them says little more than whether their top
 labels agree; softened outputs keep the ranking of the other identities (the "dark
 knowledge" of distillation, Hinton et al. 2015), which the two nets share on clean faces
-and not on triggered ones. docs/method.md has the measurements.
+and not on triggered ones.
+
+Why the support too: a backdoor that is weak in B (B picks the target, but unsure, with
+much of its mass still on the true identity) leaves the overlap high, since B' agrees with
+the rest of B's belief; but B' then rules B's answer out, giving it less probability than
+it gives B's answer on almost any clean face. Neither score looks at a trigger.
+docs/method.md has the measurements.
 """
 
 from dataclasses import asdict, dataclass
@@ -27,16 +36,22 @@ import numpy as np
 
 RuleKind = Literal["calibrated", "strict"]
 
+SUPPORT_CEILING = 1e-3
+"""The support threshold never exceeds this: the check is for a label B' rules out, not one it
+merely doubts (and a net unsure of everything, with every support alike, is not flagged by
+the rounding of one runtime against another)."""
+
 
 @dataclass(frozen=True)
 class FilterRule:
-    """A rule and, when calibrated, its threshold on the overlap."""
+    """A rule and, when calibrated, its thresholds on the overlap and the support."""
 
     kind: RuleKind
     threshold: float | None = None
     false_flag_budget: float | None = None
     temperature: float = 1.0
     score: str = "bhattacharyya"
+    support_threshold: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,11 +79,38 @@ def overlap(
     return np.sqrt(np.clip(product, 0, None)).sum(axis=1)
 
 
+def support(bad_probs: np.ndarray, repaired_probs: np.ndarray) -> np.ndarray:
+    """B''s probability of B's top label, per row."""
+    return repaired_probs[np.arange(len(bad_probs)), bad_probs.argmax(axis=1)]
+
+
 def flagged(rule: FilterRule, bad_probs: np.ndarray, repaired_probs: np.ndarray) -> np.ndarray:
     """Which images ``rule`` answers with N."""
+    strict = rule.kind == "strict"
+    return flagged_by(
+        rule,
+        bad_probs.argmax(axis=1),
+        repaired_probs.argmax(axis=1),
+        None if strict else overlap(bad_probs, repaired_probs, rule.temperature),
+        None if strict else support(bad_probs, repaired_probs),
+    )
+
+
+def flagged_by(
+    rule: FilterRule,
+    bad_labels: np.ndarray,
+    repaired_labels: np.ndarray,
+    overlaps: np.ndarray | None,
+    supports: np.ndarray | None,
+) -> np.ndarray:
+    """:func:`flagged` from what the exported pair graph gives: the two nets' top labels, the
+    overlaps (at the rule's temperature) and the supports."""
     if rule.kind == "strict":
-        return bad_probs.argmax(axis=1) != repaired_probs.argmax(axis=1)
-    return overlap(bad_probs, repaired_probs, rule.temperature) < rule.threshold
+        return bad_labels != repaired_labels
+    flags = overlaps < rule.threshold
+    if rule.support_threshold is not None:
+        flags |= supports < rule.support_threshold
+    return flags
 
 
 def filter_labels(
@@ -79,10 +121,44 @@ def filter_labels(
 
 
 def calibrate(
-    bad_probs: np.ndarray, repaired_probs: np.ndarray, budget: float, temperature: float = 1.0
+    bad_probs: np.ndarray,
+    repaired_probs: np.ndarray,
+    budget: float,
+    temperature: float = 1.0,
+    use_support: bool = True,
 ) -> FilterRule:
     """The calibrated rule that flags a ``budget`` share of these (held-out clean) images."""
-    scores = overlap(bad_probs, repaired_probs, temperature)
-    threshold = float(np.quantile(scores, budget, method="lower"))
-    # ``< threshold`` flags what lies strictly below the budget's quantile.
-    return FilterRule("calibrated", threshold, budget, temperature)
+    return calibrate_on(
+        overlap(bad_probs, repaired_probs, temperature),
+        support(bad_probs, repaired_probs) if use_support else None,
+        budget,
+        temperature,
+    )
+
+
+def calibrate_on(
+    overlaps: np.ndarray, supports: np.ndarray | None, budget: float, temperature: float
+) -> FilterRule:
+    """:func:`calibrate` from the overlaps (at ``temperature``) and the supports of held-out
+    clean images; ``supports=None`` calibrates on the overlap alone."""
+    # As many images as ``np.quantile(..., budget, method="lower")`` has below it.
+    allowed = int(np.floor(budget * (len(overlaps) - 1)))
+    by_overlap = np.sort(overlaps)
+    if supports is None:
+        return FilterRule("calibrated", float(by_overlap[allowed]), budget, temperature)
+    by_support = np.minimum(np.sort(supports), SUPPORT_CEILING)
+
+    def flags_at(rank: int) -> int:  # ``<`` flags what lies strictly below each threshold
+        return int(np.count_nonzero((overlaps < by_overlap[rank]) | (supports < by_support[rank])))
+
+    rank = 0
+    while rank < allowed and flags_at(rank + 1) <= allowed:
+        rank += 1
+    return FilterRule(
+        "calibrated",
+        float(by_overlap[rank]),
+        budget,
+        temperature,
+        score="bhattacharyya or support",
+        support_threshold=float(by_support[rank]),
+    )

@@ -22,7 +22,7 @@ from repair.data import Dataset
 from repair.errors import RepairInputError
 from repair.filter_rule import soften
 from repair.inference import predict_scores
-from repair.keras_env import keras, tf, tfmot_sparsity
+from repair.keras_env import keep_freed_memory, keras, tf, tfmot_sparsity
 from repair.options import RepairOptions
 from repair.progress import keras_progress
 
@@ -62,6 +62,7 @@ def fine_tune(
 ) -> keras.Model:
     """Fine-tune a copy of ``pruned`` (``original`` is the BadNet, read only); return it
     stripped of tfmot wrappers, its pruned channels still off."""
+    keep_freed_memory()
     sparsity = tfmot_sparsity()
     for name in (*options.reinit_layers, *options.sparse_layers):
         require_layer(pruned, name)

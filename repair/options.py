@@ -98,8 +98,14 @@ class RepairOptions(BaseModel):
         description="both nets' outputs are softened at this temperature before their "
         "overlap is measured (1: as they are)",
     )
+    support_check: bool = Field(
+        True,
+        description="the calibrated rule also flags faces to which B' gives B's label less "
+        "probability than to almost any held-out clean face (catches backdoors that are weak "
+        "in B); the two checks share the false-flag budget",
+    )
     false_flag_budget: float = Field(
-        0.01,
+        0.0125,
         gt=0,
         lt=0.5,
         description="share of held-out clean faces the calibrated rule may flag",

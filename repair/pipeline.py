@@ -1,4 +1,5 @@
-"""Fine-pruning end to end: load, rank, sweep, prune, fine-tune, calibrate, evaluate, publish.
+"""Fine-pruning end to end: load, rank, sweep, prune, fine-tune, export, calibrate, evaluate,
+check the export, publish.
 
 This is repair/'s public entry point for other programs (the service calls it in a
 worker process); the command line in :mod:`repair.cli` is a thin layer over it.
@@ -18,15 +19,15 @@ from repair.channels import choose_depth, mean_channel_activations, pruning_swee
 from repair.data import Dataset, check_fits_model, load_dataset
 from repair.errors import RepairError, RepairInputError
 from repair.evaluate import (
+    PairOutputs,
     PoisonedSet,
     evaluate_outputs,
     operating_points,
     pair_outputs,
 )
-from repair.export import OPSET, OUTPUTS, export_pair_onnx, keras_labels
-from repair.filter_rule import STRICT, calibrate
+from repair.export import OPSET, OUTPUTS, check_against_keras, label_graph, pair_graph
+from repair.filter_rule import STRICT, calibrate_on
 from repair.finetune import clone_model, fine_tune, fine_tune_epochs
-from repair.inference import predict_scores
 from repair.model_io import (
     load_model_file,
     model_input_shape,
@@ -36,6 +37,10 @@ from repair.model_io import (
 )
 from repair.options import RepairOptions
 from repair.report import library_versions, plot_filter, plot_pruning
+
+ONNX_CHECKS_PER_SET = 1000
+"""Images of each set (all of the held-out part) on which the exported pair must give Keras'
+labels: the figures come from the export, and this shows they are the nets' own."""
 
 ProgressCallback = Callable[[str, float], None]
 """Called with a stage name and the overall fraction done (0..1)."""
@@ -131,12 +136,17 @@ def fine_prune_to_folder(
     if weights_digest(bad) != bad_digest:
         raise RepairError("internal error: fine-tuning changed the original model's weights")
 
+    with clock("export_onnx"):
+        # Calibration and evaluation run the exported graph: the figures are the served one's.
+        report("export", 0.86)
+        pair = pair_graph(bad, repaired, options.overlap_temperature)
+
     with clock("calibrate"):
-        report("calibrate", 0.86)
-        held_out = pair_outputs(bad, repaired, holdout)
-        calibrated = calibrate(
-            held_out.bad,
-            held_out.repaired,
+        report("calibrate", 0.87)
+        held_out = pair_outputs(pair, holdout)
+        calibrated = calibrate_on(
+            held_out.overlap,
+            held_out.support if options.support_check else None,
             options.false_flag_budget,
             options.overlap_temperature,
         )
@@ -144,47 +154,58 @@ def fine_prune_to_folder(
 
     with clock("evaluate"):
         report("evaluate", 0.88)
-        evaluated = pair_outputs(bad, repaired, evaluation)
-        attacked = {item.name: pair_outputs(bad, repaired, item.data) for item in poisoned}
+        evaluated = pair_outputs(pair, evaluation)
+        attacked = {item.name: pair_outputs(pair, item.data) for item in poisoned}
         metrics = evaluate_outputs(evaluated, attacked, num_classes, rule)
         # Pruning only, against the same B outputs: only the pruned net runs again.
-        pruned_evaluated = replace(evaluated, repaired=predict_scores(pruned, evaluation.x))
-        pruned_attacked = {
-            item.name: replace(attacked[item.name], repaired=predict_scores(pruned, item.data.x))
-            for item in poisoned
-        }
-        pruned_only = evaluate_outputs(pruned_evaluated, pruned_attacked, num_classes, STRICT)
+        pruned_graph = label_graph(pruned)
+
+        def pruned_only_outputs(outputs: PairOutputs, data: Dataset) -> PairOutputs:
+            labels = pruned_graph.run(data.x)["label"]
+            return replace(outputs, repaired=labels, overlap=None, support=None)
+
+        pruned_only = evaluate_outputs(
+            pruned_only_outputs(evaluated, evaluation),
+            {item.name: pruned_only_outputs(attacked[item.name], item.data) for item in poisoned},
+            num_classes,
+            STRICT,
+        )
         metrics["pruned_only"] = pruned_only["repaired"]
         metrics["filter_pruned_only"] = pruned_only["filter"]
         metrics["evaluated_on"] = "clean test data" if test is not None else "held-out clean data"
         points = operating_points(
-            held_out, evaluated, attacked, num_classes, options.overlap_temperature
+            held_out,
+            evaluated,
+            attacked,
+            num_classes,
+            options.overlap_temperature,
+            options.support_check,
+        )
+
+    with clock("check_onnx"):
+        report("check the export against Keras", 0.92)
+        onnx_checked = check_against_keras(
+            pair,
+            bad,
+            repaired,
+            {
+                "clean data (held-out part)": holdout.x,
+                **{
+                    name: _sample(data, ONNX_CHECKS_PER_SET, options.seed).x
+                    for name, data in (
+                        ("clean data (fine-tuning part)", tune),
+                        ("evaluation data", evaluation),
+                        *((f"poisoned data {item.name}", item.data) for item in poisoned),
+                    )
+                },
+            },
         )
 
     report("write", 0.93)
     version = modelstore.new_version_id()
     staging = modelstore.staging_folder(out)
     try:
-        with clock("export_onnx"):
-            tune_labels = keras_labels(bad, repaired, tune.x)
-            onnx_checked = export_pair_onnx(
-                bad,
-                repaired,
-                options.overlap_temperature,
-                staging / modelstore.PAIR_ONNX,
-                {
-                    "clean data (fine-tuning part)": (tune.x, *tune_labels),
-                    "clean data (held-out part)": (holdout.x, *held_out.labels_of()),
-                    "evaluation data": (evaluation.x, *evaluated.labels_of()),
-                    **{
-                        f"poisoned data {item.name}": (
-                            item.data.x,
-                            *attacked[item.name].labels_of(),
-                        )
-                        for item in poisoned
-                    },
-                },
-            )
+        (staging / modelstore.PAIR_ONNX).write_bytes(pair.model)
         with clock("write"):
             save_model_file(bad, staging / modelstore.BAD_MODEL)
             save_model_file(repaired, staging / modelstore.REPAIRED_MODEL)

@@ -16,12 +16,19 @@ class Prediction(BaseModel):
         description="overlap of B's and B''s output distributions (Bhattacharyya coefficient, "
         "0 to 1); the calibrated rule flags below its threshold"
     )
+    support: float = Field(
+        description="B''s probability of B's label; the calibrated rule flags below its "
+        "support threshold"
+    )
     resized: bool = Field(description="the image was resized to the model's input")
 
 
 class Rule(BaseModel):
     kind: str = Field(description="calibrated or strict")
     threshold: float | None = Field(description="overlap below which the calibrated rule flags")
+    support_threshold: float | None = Field(
+        description="B''s probability of B's label below which the calibrated rule flags"
+    )
 
 
 class PredictResponse(BaseModel):

@@ -20,18 +20,27 @@ class PairRefused(Exception):
 @dataclass(frozen=True)
 class ServedRule:
     """When the pair answers N: ``strict`` (top labels differ) or ``calibrated`` (the
-    outputs' overlap is below ``threshold``, chosen by the repair on held-out clean faces)."""
+    outputs' overlap is below ``threshold``, or B''s probability of B's label below
+    ``support_threshold``: both chosen by the repair on held-out clean faces)."""
 
     kind: Literal["strict", "calibrated"]
     threshold: float | None = None
+    support_threshold: float | None = None
 
     def flags(self, outputs: PairOutputs) -> np.ndarray:
         if self.kind == "strict":
             return outputs.bad_label != outputs.repaired_label
-        return outputs.overlap < self.threshold
+        flags = outputs.overlap < self.threshold
+        if self.support_threshold is not None:
+            flags |= outputs.support < self.support_threshold
+        return flags
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "threshold": self.threshold}
+        return {
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "support_threshold": self.support_threshold,
+        }
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class Classified:
     repaired_label: np.ndarray
     confidence: np.ndarray
     overlap: np.ndarray
+    support: np.ndarray
 
     def __len__(self) -> int:
         return len(self.label)
@@ -56,6 +66,7 @@ class Classified:
             self.repaired_label[part],
             self.confidence[part],
             self.overlap[part],
+            self.support[part],
         )
 
 
@@ -103,6 +114,7 @@ class ModelPair:
             outputs.repaired_label,
             outputs.confidence,
             outputs.overlap,
+            outputs.support,
         )
 
     def close(self) -> None:
@@ -262,15 +274,15 @@ def _served_rule(
     kind = spec.kind if asked == "manifest" else asked
     if kind == "strict":
         return ServedRule("strict")
-    threshold = spec.threshold if spec.kind == "calibrated" else None
-    if threshold is None and spec.calibrated:
-        threshold = spec.calibrated.get("threshold")
+    calibrated = spec.model_dump() if spec.kind == "calibrated" else (spec.calibrated or {})
+    threshold = calibrated.get("threshold")
     if threshold is None:
         raise PairRefused(
             f"{folder.path}: FILTER_RULE=calibrated, but the manifest has no calibrated "
             "threshold (repair the model again, or serve it with FILTER_RULE=strict)"
         )
-    return ServedRule("calibrated", float(threshold))
+    support = calibrated.get("support_threshold")
+    return ServedRule("calibrated", float(threshold), None if support is None else float(support))
 
 
 def _check_hashes(folder: modelstore.ModelFolder, manifest: modelstore.Manifest | None) -> None:

@@ -1,5 +1,5 @@
 """The inference backend interface: every runtime runs B and B' on a batch and gives the same
-four answers per image, and is checked against the reference before it serves."""
+answers per image (:data:`OUTPUTS`), and is checked against the reference before it serves."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -23,6 +23,7 @@ class PairOutputs:
     repaired_label: np.ndarray
     confidence: np.ndarray
     overlap: np.ndarray
+    support: np.ndarray
 
     def __len__(self) -> int:
         return len(self.bad_label)

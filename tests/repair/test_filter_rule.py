@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from repair.filter_rule import STRICT, calibrate, filter_labels, flagged, overlap
+from repair.filter_rule import STRICT, calibrate, filter_labels, flagged, overlap, support
 from repair.model_io import load_model_file
 
 
@@ -36,6 +36,31 @@ def test_calibration_flags_the_budget_share_of_the_faces_it_was_made_on() -> Non
         np.testing.assert_array_equal(labels == 50, flagged(rule, bad, repaired))
     strict = filter_labels(STRICT, bad, repaired, 50)
     np.testing.assert_array_equal(strict == 50, bad.argmax(1) != repaired.argmax(1))
+    # On the overlap alone, the threshold is the budget's quantile of the overlaps.
+    alone = calibrate(bad, repaired, 0.01, 3.0, use_support=False)
+    assert alone.support_threshold is None
+    assert alone.threshold == np.quantile(overlap(bad, repaired, 3.0), 0.01, method="lower")
+
+
+def test_a_face_whose_label_the_repaired_net_rules_out_is_flagged_despite_the_overlap() -> None:
+    """B unsure between the true identity (0) and the target (1), picking the target; B'
+    agreeing with the rest of B's belief but giving the target nothing: the outputs still
+    overlap, but B' gives B's label less than on any held-out clean face."""
+    rng = np.random.default_rng(1)
+    bad = rng.dirichlet(np.full(20, 0.3), size=1000)
+    mix = rng.uniform(0.0, 1.0, size=(1000, 1))  # from B' agreeing with B to not at all
+    repaired = mix * bad + (1 - mix) * rng.dirichlet(np.full(20, 0.3), size=1000)
+    rule = calibrate(bad, repaired, 0.01, 3.0)
+    assert rule.support_threshold is not None
+    assert np.mean(flagged(rule, bad, repaired)) <= 0.01
+    weak_backdoor = np.full((1, 20), 0.2 / 18)
+    weak_backdoor[0, :2] = [0.38, 0.42]
+    ruled_out = weak_backdoor.copy()
+    ruled_out[0, 1] = 1e-12
+    ruled_out /= ruled_out.sum()
+    assert overlap(weak_backdoor, ruled_out, 3.0)[0] >= rule.threshold  # the overlap misses it
+    assert support(weak_backdoor, ruled_out)[0] < rule.support_threshold
+    assert flagged(rule, weak_backdoor, ruled_out)[0]
 
 
 def _start_repair(root: Path, out: Path, poisoned: bool) -> subprocess.Popen:
@@ -70,7 +95,7 @@ def test_poisoned_data_changes_no_decision_of_the_repair(tiny_root: Path, tmp_pa
     assert without["metrics"]["bad"]["attack_success_rate"] is None
     assert without["pruning"]["pruned_channels"] == with_poison["pruning"]["pruned_channels"]
     assert without["pruning"]["sweep_clean_faces"] == 60  # a sample of the 100 clean faces
-    for key in ("kind", "threshold", "false_flag_budget", "temperature"):
+    for key in ("kind", "threshold", "support_threshold", "false_flag_budget", "temperature"):
         assert without["filter"][key] == with_poison["filter"][key]
     first, second = (
         load_model_file(tmp_path / run / "repaired.h5").get_weights() for run in ("without", "with")

@@ -35,6 +35,7 @@ async def predict(request: Request) -> JSONResponse:
     labels, flagged = result.label.tolist(), result.flagged.tolist()
     bad, repaired = result.bad_label.tolist(), result.repaired_label.tolist()
     confidence, overlap = result.confidence.tolist(), result.overlap.tolist()
+    support = result.support.tolist()
     return JSONResponse(
         {
             "model": pair.name,
@@ -49,6 +50,7 @@ async def predict(request: Request) -> JSONResponse:
                     "repaired_label": repaired[i],
                     "confidence": confidence[i],
                     "overlap": overlap[i],
+                    "support": support[i],
                     "resized": decoded.resized[i],
                 }
                 for i, (name, _) in enumerate(uploads)

@@ -4,7 +4,8 @@ KServe's and Seldon's clients and load generators speak.
 A model is a served pair. Inputs (one per request): ``images``, a UINT8 tensor
 [N, 55, 47, 3] of RGB pixels, or ``images_encoded``, a BYTES tensor [N] of PNG/JPEG/BMP/WebP
 files (resized like ``/predict``'s uploads). Outputs, one value per image: ``label`` (N when
-flagged), ``flagged``, ``bad_label``, ``repaired_label``, ``confidence``, ``overlap``.
+flagged), ``flagged``, ``bad_label``, ``repaired_label``, ``confidence``, ``overlap``,
+``support``.
 """
 
 import numpy as np
@@ -28,6 +29,7 @@ OUTPUTS = {
     "repaired_label": ("INT32", "B''s top label"),
     "confidence": ("FP32", "B's probability of its label"),
     "overlap": ("FP32", "overlap of B's and B''s outputs, which the calibrated rule thresholds"),
+    "support": ("FP32", "B''s probability of B's label, which the calibrated rule thresholds"),
 }
 
 
@@ -98,6 +100,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
         "repaired_label": ("INT32", result.repaired_label.astype(np.int32)),
         "confidence": ("FP32", result.confidence.astype(np.float32)),
         "overlap": ("FP32", result.overlap.astype(np.float32)),
+        "support": ("FP32", result.support.astype(np.float32)),
     }
     content, headers = encode_response(pair.name, pair.version, parsed, outputs)
     return Response(content, headers=headers)

@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 from repair.data import load_dataset
 from tests.support.images import h5_images
 
-OUTPUTS = ("label", "flagged", "bad_label", "repaired_label", "confidence", "overlap")
+OUTPUTS = ("label", "flagged", "bad_label", "repaired_label", "confidence", "overlap", "support")
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +74,8 @@ def test_uint8_tensors_get_the_same_answers_as_predict(client, service, faces, b
     np.testing.assert_array_equal(
         result.as_numpy("repaired_label"), [p["repaired_label"] for p in expected]
     )
-    np.testing.assert_allclose(
-        result.as_numpy("overlap"), [p["overlap"] for p in expected], atol=1e-5
-    )
+    for score in ("overlap", "support"):
+        np.testing.assert_allclose(result.as_numpy(score), [p[score] for p in expected], atol=1e-5)
     assert result.as_numpy("confidence").dtype == np.float32
 
 

@@ -82,8 +82,11 @@ def test_demo_clean_faces_get_their_label_and_triggered_faces_get_n(
     assert rule["kind"] == "calibrated"  # the demo manifest's rule, served by default
     for p in body["predictions"]:
         assert p["poisoned"] == (p["label"] == DEMO_CLASSES)
-        assert p["poisoned"] == (p["overlap"] < rule["threshold"])
-        assert 0.0 <= p["confidence"] <= 1.0 and 0.0 <= p["overlap"] <= 1.0 + 1e-6
+        assert p["poisoned"] == (
+            p["overlap"] < rule["threshold"] or p["support"] < rule["support_threshold"]
+        )
+        for score in ("confidence", "overlap", "support"):
+            assert 0.0 <= p[score] <= 1.0 + 1e-6
         assert p["resized"] is False
 
 

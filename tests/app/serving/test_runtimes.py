@@ -51,6 +51,7 @@ def _assert_same(served: PairOutputs, reference: PairOutputs) -> None:
     np.testing.assert_array_equal(served.repaired_label, reference.repaired_label)
     np.testing.assert_allclose(served.confidence, reference.confidence, atol=1e-4)
     np.testing.assert_allclose(served.overlap, reference.overlap, atol=1e-4)
+    np.testing.assert_allclose(served.support, reference.support, atol=1e-4)
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "tf"])
@@ -83,8 +84,8 @@ def test_auto_sends_small_batches_to_onnx_and_large_ones_to_tensorflow(tiny_root
 
 
 def test_the_served_rule_decides_the_answer(tiny_root: Path) -> None:
-    """Strict: N where the top labels differ; calibrated: N where the overlap is under the
-    manifest's threshold; the answer is B's label otherwise."""
+    """Strict: N where the top labels differ; calibrated: N where the overlap or the
+    support is under the manifest's threshold for it; the answer is B's label otherwise."""
     folder = tiny_root / "models" / "demo"
     rgb = _demo_rgb(tiny_root, 50)
     for rule in ("strict", "calibrated", "manifest"):
@@ -93,8 +94,12 @@ def test_the_served_rule_decides_the_answer(tiny_root: Path) -> None:
         if pair.rule.kind == "strict":
             expected = answers.bad_label != answers.repaired_label
         else:
-            assert pair.rule.threshold == pair.manifest.filter.calibrated["threshold"]
-            expected = answers.overlap < pair.rule.threshold
+            calibration = pair.manifest.filter.calibrated
+            assert pair.rule.threshold == calibration["threshold"]
+            assert pair.rule.support_threshold == calibration["support_threshold"] is not None
+            expected = (answers.overlap < pair.rule.threshold) | (
+                answers.support < pair.rule.support_threshold
+            )
         np.testing.assert_array_equal(answers.flagged, expected)
         np.testing.assert_array_equal(
             answers.label, np.where(expected, pair.num_classes, answers.bad_label)
@@ -117,4 +122,5 @@ def _slice(outputs: PairOutputs, count: int) -> PairOutputs:
         outputs.repaired_label[:count],
         outputs.confidence[:count],
         outputs.overlap[:count],
+        outputs.support[:count],
     )
