@@ -6,9 +6,9 @@ import numpy as np
 
 from repair.data import Dataset
 from repair.export import OnnxGraph
-from repair.filter_rule import STRICT, FilterRule, calibrate_on, flagged_by, overlap, support
+from repair.filter_rule import STRICT, FilterRule, calibrate_on, flagged_by
 
-OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.0125, 0.02, 0.03, 0.05, 0.1)
 """False-flag budgets at which the calibrated rule's trade-off is reported."""
 
 
@@ -30,19 +30,6 @@ class PairOutputs:
     overlap: np.ndarray | None
     support: np.ndarray | None
     labels: np.ndarray
-
-    @classmethod
-    def from_scores(
-        cls, bad: np.ndarray, repaired: np.ndarray, labels: np.ndarray, temperature: float
-    ) -> "PairOutputs":
-        """From both nets' softmax outputs."""
-        return cls(
-            bad.argmax(axis=1),
-            repaired.argmax(axis=1),
-            overlap(bad, repaired, temperature),
-            support(bad, repaired),
-            labels,
-        )
 
     def answers(self, rule: FilterRule, num_classes: int) -> np.ndarray:
         """G's answers under ``rule``: B's label, or ``num_classes`` where it flags."""

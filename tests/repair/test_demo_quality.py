@@ -23,8 +23,8 @@ def test_filter_stops_the_attack_and_spares_honest_users(demo_manifest: dict) ->
     metrics = demo_manifest["metrics"]
     assert metrics["filter"]["rule"] == "calibrated"
     assert metrics["filter"]["attack_success_rate"] <= 0.02
-    # Target 1.5 points; measured 1.4 and 1.65 on two builds of this BadNet (its repair's
-    # threshold comes from 360 held-out faces): 2 allows the sampling error of both.
+    # Target 1.5 points; measured 1.4 on two builds of this BadNet. Its repair's thresholds
+    # come from 400 held-out faces: 2 allows their sampling error.
     assert metrics["bad"]["clean_accuracy"] - metrics["filter"]["clean_accuracy"] <= 0.02
     assert metrics["filter"]["false_positive_rate"] <= 0.03
     assert metrics["filter"]["detection_rate"] >= 0.9

@@ -18,6 +18,7 @@ from tests.support.images import encode, h5_images, png
 TINY_CLASSES = 20
 DEMO_CLASSES = 200
 CSAW_CLASSES = 1283
+STRICT_RULE = {"kind": "strict", "threshold": None, "support_threshold": None}
 
 
 def _client(models: Path, **settings: object) -> Iterator[TestClient]:
@@ -51,7 +52,7 @@ def test_health_ready_models_docs_metrics(service) -> None:
     assert models["demo"]["poisoned_label"] == TINY_CLASSES
     assert models["demo"]["metrics"]["filter"]["attack_success_rate"] is not None
     assert models["demo"]["rule"]["kind"] == "calibrated" and models["demo"]["rule"]["threshold"]
-    assert models["csaw_pair"]["rule"] == {"kind": "strict", "threshold": None}
+    assert models["csaw_pair"]["rule"] == STRICT_RULE
     assert models["csaw_pair"]["metrics"] is None  # no manifest
     assert service.get("/docs").status_code == 200
     assert "/predict" in service.get("/openapi.json").json()["paths"]
@@ -97,7 +98,7 @@ def test_the_strict_rule_is_a_setting(demo_root: Path) -> None:
     for client in _client(demo_root / "models", filter_rule="strict"):
         files = [(f"{i}.png", b) for i, b in enumerate(poisoned + clean)]
         body = _predict(client, files).json()
-        assert body["rule"] == {"kind": "strict", "threshold": None}
+        assert body["rule"] == STRICT_RULE
         for p in body["predictions"]:
             assert p["poisoned"] == (p["bad_label"] != p["repaired_label"])
             assert p["label"] == (DEMO_CLASSES if p["poisoned"] else p["bad_label"])
