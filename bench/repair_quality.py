@@ -91,6 +91,7 @@ def _row(attack: str, seed: int, manifest: dict, wall_s: float) -> dict:
         "filter": role("filter"),
         "filter_strict": role("filter_strict"),
         "threshold": manifest["filter"]["threshold"],
+        "support_threshold": manifest["filter"].get("support_threshold"),
         "repair_wall_s": round(wall_s, 1),
         "timings_s": manifest["timings_s"],
     }
