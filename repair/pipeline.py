@@ -184,22 +184,21 @@ def fine_prune_to_folder(
 
     with clock("check_onnx"):
         report("check the export against Keras", 0.92)
-        onnx_checked = check_against_keras(
-            pair,
-            bad,
-            repaired,
-            {
-                "clean data (held-out part)": holdout.x,
-                **{
-                    name: _sample(data, ONNX_CHECKS_PER_SET, options.seed).x
-                    for name, data in (
-                        ("clean data (fine-tuning part)", tune),
-                        ("evaluation data", evaluation),
-                        *((f"poisoned data {item.name}", item.data) for item in poisoned),
-                    )
-                },
-            },
-        )
+
+        # The labels the export gave during evaluation are checked as they are; only the
+        # fine-tuning part, which nothing else ran through it, runs through it here.
+        def sampled(data: Dataset, outputs: PairOutputs) -> tuple:
+            index = _sample_index(len(data), ONNX_CHECKS_PER_SET, options.seed)
+            return data.x[index], outputs.bad[index], outputs.repaired[index]
+
+        tuned = tune.subset(_sample_index(len(tune), ONNX_CHECKS_PER_SET, options.seed))
+        checks = {
+            "clean data (held-out part)": (holdout.x, held_out.bad, held_out.repaired),
+            "clean data (fine-tuning part)": sampled(tuned, pair_outputs(pair, tuned)),
+            "evaluation data": sampled(evaluation, evaluated),
+            **{f"poisoned data {i.name}": sampled(i.data, attacked[i.name]) for i in poisoned},
+        }
+        onnx_checked = check_against_keras(bad, repaired, checks)
 
     report("write", 0.93)
     version = modelstore.new_version_id()
@@ -319,8 +318,14 @@ def _sample(data: Dataset, size: int, seed: int) -> Dataset:
     """At most ``size`` images of ``data``, drawn at random without replacement."""
     if len(data) <= size:
         return data
-    index = np.random.default_rng(seed).choice(len(data), size, replace=False)
-    return data.subset(np.sort(index))
+    return data.subset(_sample_index(len(data), size, seed))
+
+
+def _sample_index(count: int, size: int, seed: int) -> np.ndarray:
+    """At most ``size`` of ``range(count)``, drawn at random without replacement, in order."""
+    if count <= size:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
 
 
 def _concat(sets: list[Dataset]) -> Dataset | None:
