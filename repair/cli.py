@@ -81,7 +81,8 @@ def options_from_args(args: argparse.Namespace) -> RepairOptions:
         return RepairOptions(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            (f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: " if e["loc"] else "")
+            + e["msg"]
             for e in exc.errors()
         )
         raise RepairInputError(problems) from exc

@@ -8,7 +8,7 @@ from repair.data import Dataset
 from repair.export import OnnxGraph
 from repair.filter_rule import STRICT, FilterRule, calibrate_on, flagged_by
 
-OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.0125, 0.02, 0.03, 0.05, 0.1)
+OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.03, 0.05, 0.1)
 """False-flag budgets at which the calibrated rule's trade-off is reported."""
 
 

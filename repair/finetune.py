@@ -64,7 +64,7 @@ def fine_tune(
     stripped of tfmot wrappers, its pruned channels still off."""
     keep_freed_memory()
     sparsity = tfmot_sparsity()
-    for name in (*options.reinit_layers, *options.sparse_layers):
+    for name in (*options.frozen_layers, *options.reinit_layers, *options.sparse_layers):
         require_layer(pruned, name)
     model = clone_model(pruned)
     reinitialise(model, options.reinit_layers, options.seed)
@@ -86,6 +86,7 @@ def fine_tune(
         # A new layer object from the config: tfmot's guide wraps ``layer`` itself, which
         # would share (and prune) the weights of the model being copied.
         copy = layer.__class__.from_config(layer.get_config())
+        copy.trainable = layer.name not in options.frozen_layers
         if layer.name in options.sparse_layers and options.sparsity > 0:
             return sparsity.prune_low_magnitude(copy, pruning_schedule=schedule)
         return copy
@@ -113,6 +114,8 @@ def fine_tune(
     )
     stripped = sparsity.strip_pruning(wrapped)
     result = clone_model(stripped)  # plain layers only: loads with no custom objects
+    for layer in result.layers:
+        layer.trainable = True  # B' is saved as a whole net, like B
     zero_channels(result, layer_name, pruned_channels)
     return result
 

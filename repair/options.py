@@ -3,7 +3,7 @@ service's ``POST /repair`` schema are derived from them, and the manifest record
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DENSE_LAYERS = ("fc_1", "fc_2", "output")
 
@@ -51,6 +51,11 @@ class RepairOptions(BaseModel):
     )
     batch_size: int = Field(128, ge=1, le=4096, description="fine-tuning batch size")
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam's initial learning rate")
+    frozen_layers: tuple[str, ...] = Field(
+        ("conv_1", "conv_2"),
+        description="layers kept as they are during fine-tuning: the first filters, generic "
+        "edges and colours; the pruned layer and all after it train (half the time)",
+    )
     reinit_layers: tuple[str, ...] = Field(
         DENSE_LAYERS, description="layers given fresh weights before fine-tuning"
     )
@@ -105,9 +110,17 @@ class RepairOptions(BaseModel):
         "in B); the two checks share the false-flag budget",
     )
     false_flag_budget: float = Field(
-        0.0125,
+        0.0175,
         gt=0,
         lt=0.5,
         description="share of held-out clean faces the calibrated rule may flag",
     )
     seed: int = Field(0, description="random seed")
+
+    @model_validator(mode="after")
+    def _frozen_layers_are_not_changed(self) -> "RepairOptions":
+        changed = {self.layer, *self.reinit_layers, *self.sparse_layers}
+        both = sorted(changed.intersection(self.frozen_layers))
+        if both:
+            raise ValueError(f"frozen layers {both} are pruned, re-initialised or made sparse")
+        return self

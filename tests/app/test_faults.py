@@ -50,7 +50,7 @@ def test_killed_repair_worker_fails_the_job_and_leaves_nothing(
     service = start_service(models, tiny_root, tmp_path / "log", ADMIN_TOKEN=ADMIN_TOKEN)
     try:
         before = served_version(service.url)
-        long_repair = {**DEMO_REPAIR, "options": {"epochs": 80}}  # ~15 s of fine-tuning
+        long_repair = {**DEMO_REPAIR, "options": {"epochs": 150}}  # ~10 s of fine-tuning
         job = start_repair(service.url, long_repair).json()["job_id"]
         status = wait_for_job(
             service.url, job, until=lambda s: s["stage"] == "fine-tune" and s["progress"] > 0.2

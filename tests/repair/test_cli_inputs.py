@@ -76,6 +76,20 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert not out.exists() and not (tmp_path / "models" / ".versions").exists()
 
 
+def test_options_that_contradict_each_other_exit_2(
+    small_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "models" / "x"
+    args = ["--bad-model", str(small_files["model"]), "--clean-data", str(small_files["data"])]
+    assert main(["fine-prune", *args, "--out", str(out), "--frozen-layers", "conv_2,conv_3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "error: Value error, frozen layers ['conv_3'] are pruned, re-initialised or made sparse"
+    )
+    assert not out.exists()
+
+
 def test_real_cli_process_exit_code_and_help(small_files: dict[str, Path], tmp_path: Path) -> None:
     command = [
         sys.executable,
