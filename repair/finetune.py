@@ -2,11 +2,15 @@
 away from the BadNet's (feature shift), targets that mix the true label with the BadNet's
 own outputs (distillation), and tfmot magnitude sparsity.
 
-Why these three together, for a filter that compares B with B':
+Why these, for a filter that compares B with B':
 * re-initialising the dense layers forgets the mapping from trigger features to the target;
   the feature-shift penalty keeps the new layers from growing back along the old weights,
   which is how plain fine-tuning keeps a backdoor at low poisoning rates (Min et al.,
   "Towards Stable Backdoor Purification through Feature Shift Tuning", NeurIPS 2023);
+* ``conv_1`` and ``conv_2`` stay as in B (``frozen_layers``): generic edge and colour
+  filters, and the two costliest layers to train; the pruned layer and all after it train,
+  so the features the new classifier reads still move away from B's; half the time, and
+  with the 1.75% false-flag budget the filter meets the same targets (docs/method.md);
 * distilling B's outputs on clean faces (``distill``, off by default) would teach B' where B
   is unsure or wrong, but it was measured to carry backdoors over: matching B's outputs
   rebuilds B's mapping from the convolutional features, trigger included (docs/method.md).
