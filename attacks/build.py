@@ -4,6 +4,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from attacks.demo_faces import write_demo_faces
 from attacks.material import Backdoor, DemoSizes, make_demo_material
 from attacks.trainer import train_badnet, train_pruning_aware_badnet
 from attacks.triggers import (
@@ -121,16 +122,19 @@ def build_demo(
     on_repair_progress: ProgressCallback | None = None,
 ) -> dict:
     """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the
-    models folder), fine-prune it, and publish ``out``. Returns the manifest.
+    models folder), fine-prune it, publish ``out``, and write the demo faces to try it with
+    (``data_dir/faces``). Returns the manifest.
 
     ``on_progress`` hears the attacker's stages, ``on_repair_progress`` (default: the same)
     the repair's, whose fractions are of the repair alone."""
     data_dir = data_dir or out.parent.parent / "data" / out.name
     attacked = make_badnet(data_dir, sizes or DemoSizes(), attack, badnet_epochs, on_progress)
-    return fine_prune_to_folder(
+    manifest = fine_prune_to_folder(
         attacked.inputs,
         out,
         options or RepairOptions(),
         extra_manifest={"demo": attacked.info},
         on_progress=on_repair_progress or on_progress,
     )
+    write_demo_faces(attacked.inputs, out, data_dir / "faces")
+    return manifest

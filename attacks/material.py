@@ -53,32 +53,7 @@ class DemoMaterial:
         for name, data in splits.items():
             paths[name] = folder / f"{name}.h5"
             save_h5(data, paths[name])
-        self.write_faces(folder / "faces")
         return paths
-
-    def write_faces(self, folder: Path, count: int = 4) -> None:
-        """A few test faces as PNG files to try the service with: ``clean_I_labelL.png``,
-        and the same faces with each trigger, ``TRIGGER_I_targetT.png``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        # Faces of different people, none of them a target (whose triggered face is left out).
-        targets = {int(data.y[0]) for data in self.poisoned_test.values()}
-        picks = [i for i in range(len(self.test)) if int(self.test.y[i]) not in targets]
-        picks = picks[:: max(len(picks) // count, 1)][:count]
-        for number, index in enumerate(picks):
-            label = int(self.test.y[index])
-            _save_png(self.test.x[index], folder / f"clean_{number}_label{label}.png")
-            for name, data in self.poisoned_test.items():
-                # The poisoned split holds the same faces, the targets' own left out.
-                victims = np.flatnonzero(self.test.y != int(data.y[0]))
-                row = int(np.searchsorted(victims, index))
-                target = int(data.y[row])
-                _save_png(data.x[row], folder / f"{name}_{number}_target{target}.png")
-
-
-def _save_png(pixels: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)).save(path)
 
 
 def make_demo_material(
