@@ -1,11 +1,10 @@
 """The demo faces a person tries the service with, chosen once the pair is published."""
 
-import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
+import modelstore
 from repair.data import load_dataset
 from repair.evaluate import pair_outputs
 from repair.export import OnnxGraph
@@ -25,11 +24,18 @@ def write_demo_faces(
     does; how often it refuses a clean face is in the manifest and on the page, not left to
     which four faces came first.
     """
-    manifest = json.loads((model_folder / "manifest.json").read_text())
-    pair = OnnxGraph((model_folder / "pair.onnx").read_bytes())
-    known = {f.name for f in dataclasses.fields(FilterRule)}
-    rule = FilterRule(**{k: v for k, v in manifest["filter"].items() if k in known})
-    poisoned_label = int(manifest["poisoned_label"])
+    published = modelstore.ModelFolder(model_folder)
+    manifest = modelstore.read_manifest(published.manifest)
+    spec = manifest.filter
+    rule = FilterRule(
+        spec.kind,
+        spec.threshold,
+        spec.false_flag_budget,
+        spec.temperature,
+        support_threshold=spec.support_threshold,
+    )
+    pair = OnnxGraph(published.pair_onnx.read_bytes())
+    poisoned_label = manifest.poisoned_label
     test = load_dataset(inputs.clean_test)
     usable = pair_outputs(pair, test).answers(rule, poisoned_label) == test.y
     others = np.ones(len(test), dtype=bool)  # not an attacker's target
