@@ -8,7 +8,7 @@ as a real accessory would.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -99,27 +99,77 @@ def render_faces(
     seed: int,
     overlays: tuple[FaceOverlay, ...] = (),
     chunk: int = 512,
+    block: int = 32,
 ) -> np.ndarray:
     """Render one image per entry of ``ids`` as float32 (N, 55, 47, 3) in [0, 1].
 
     ``overlays`` (triggers) are blended onto the face before lighting and noise, like an
     accessory photographed with the face. The same ``seed`` gives the same images.
+
+    The random draws are made ``chunk`` images at a time (which images they go to depends
+    on it); the drawing is done ``block`` images at a time, whose arrays stay in the CPU's
+    cache (about twice as fast as whole chunks, and the same pixels).
     """
     rng = np.random.default_rng(seed)
     out = np.empty((len(ids), HEIGHT, WIDTH, 3), dtype=np.float32)
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        out[start : start + len(part)] = _render_chunk(identity, part, rng, overlays)
+        shots = _Shots.draw(rng, len(part))
+        for first in range(0, len(part), block):
+            last = min(first + block, len(part))
+            out[start + first : start + last] = _render(
+                identity, part[first:last], shots.rows(first, last), overlays
+            )
     return out
 
 
-def _render_chunk(
-    table: IdentityTable, ids: np.ndarray, rng: np.random.Generator, overlays: tuple
-) -> np.ndarray:
-    n = len(ids)
-    frame = _face_frame(table, ids, rng)
+@dataclass(frozen=True)
+class _Shots:
+    """What varies from one photograph to the next: pose, background, lighting, noise."""
+
+    cy: np.ndarray
+    cx: np.ndarray
+    scale: np.ndarray
+    yaw: np.ndarray
+    angle: np.ndarray
+    background: np.ndarray
+    ramp: np.ndarray
+    gain: np.ndarray
+    slope: np.ndarray
+    cast: np.ndarray
+    noise: np.ndarray
+
+    @staticmethod
+    def draw(rng: np.random.Generator, n: int) -> "_Shots":
+        """Draw ``n`` shots (this order of draws fixes which image gets which values)."""
+        pose = {
+            "cy": 28.0 + rng.uniform(-2.5, 2.5, size=(n, 1, 1)),
+            "cx": 23.0 + rng.uniform(-2.5, 2.5, size=(n, 1, 1)),
+            "scale": 17.5 * rng.uniform(0.92, 1.08, size=(n, 1, 1)),
+            "yaw": rng.uniform(-0.12, 0.12, size=(n, 1, 1)),  # squashes one side: a turned head
+            "angle": np.deg2rad(rng.uniform(-9, 9, size=(n, 1, 1))),
+        }
+        background = rng.uniform(0.05, 0.95, size=(n, 1, 1, 3))
+        ramp = rng.uniform(-0.2, 0.2, size=(n, 1, 1, 3))
+        return _Shots(
+            **pose,
+            background=background,
+            ramp=ramp,
+            gain=rng.uniform(0.65, 1.2, size=(n, 1, 1, 1)),
+            slope=rng.uniform(-0.3, 0.3, size=(n, 1, 1, 1)),
+            cast=rng.uniform(0.9, 1.1, size=(n, 1, 1, 3)),
+            noise=rng.normal(0.0, 0.025, size=(n, HEIGHT, WIDTH, 3)),
+        )
+
+    def rows(self, first: int, last: int) -> "_Shots":
+        return _Shots(**{f.name: getattr(self, f.name)[first:last] for f in fields(self)})
+
+
+def _render(table: IdentityTable, ids: np.ndarray, shots: _Shots, overlays: tuple) -> np.ndarray:
+    frame = _face_frame(table, ids, shots)
     u, v = frame.u, frame.v
-    image = _background(rng, n)
+    ramp = np.linspace(-1, 1, HEIGHT)[None, :, None, None] * shots.ramp
+    image = np.broadcast_to(shots.background + ramp, (len(ids), HEIGHT, WIDTH, 3)).copy()
 
     a, b = table.face_ab[ids, 0, None, None], table.face_ab[ids, 1, None, None]
     skin_tone = table.skin[ids][:, None, None, :] * (1 + _skin_pattern(table, ids, u, v))[..., None]
@@ -139,35 +189,18 @@ def _render_chunk(
         color, alpha = overlay(frame)
         _paint(image, alpha, color)
 
-    gain = rng.uniform(0.65, 1.2, size=(n, 1, 1, 1))
-    slope = rng.uniform(-0.3, 0.3, size=(n, 1, 1, 1))
-    cast = rng.uniform(0.9, 1.1, size=(n, 1, 1, 3))
-    shading = gain * (1 + slope * np.clip(u, -1.5, 1.5)[..., None]) * cast
-    image = image * shading + rng.normal(0.0, 0.025, size=image.shape)
+    shading = shots.gain * (1 + shots.slope * np.clip(u, -1.5, 1.5)[..., None]) * shots.cast
+    image = image * shading + shots.noise
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
-def _face_frame(table: IdentityTable, ids: np.ndarray, rng: np.random.Generator) -> FaceFrame:
-    n = len(ids)
+def _face_frame(table: IdentityTable, ids: np.ndarray, shots: _Shots) -> FaceFrame:
     rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
-    cy = 28.0 + rng.uniform(-2.5, 2.5, size=(n, 1, 1))
-    cx = 23.0 + rng.uniform(-2.5, 2.5, size=(n, 1, 1))
-    scale = 17.5 * rng.uniform(0.92, 1.08, size=(n, 1, 1))
-    yaw = rng.uniform(-0.12, 0.12, size=(n, 1, 1))  # squashes one side, like a turned head
-    angle = np.deg2rad(rng.uniform(-9, 9, size=(n, 1, 1)))
-    dx, dy = cols[None] - cx, rows[None] - cy
-    u = (np.cos(angle) * dx + np.sin(angle) * dy) / scale
-    v = (-np.sin(angle) * dx + np.cos(angle) * dy) / scale
-    u = u * (1 + yaw * np.sign(u))
+    dx, dy = cols[None] - shots.cx, rows[None] - shots.cy
+    u = (np.cos(shots.angle) * dx + np.sin(shots.angle) * dy) / shots.scale
+    v = (-np.sin(shots.angle) * dx + np.cos(shots.angle) * dy) / shots.scale
+    u = u * (1 + shots.yaw * np.sign(u))
     return FaceFrame(u=u, v=v, identity=table, ids=ids)
-
-
-def _background(rng: np.random.Generator, n: int) -> np.ndarray:
-    base = rng.uniform(0.05, 0.95, size=(n, 1, 1, 3))
-    ramp = np.linspace(-1, 1, HEIGHT)[None, :, None, None] * rng.uniform(
-        -0.2, 0.2, size=(n, 1, 1, 3)
-    )
-    return np.broadcast_to(base + ramp, (n, HEIGHT, WIDTH, 3)).copy()
 
 
 def _skin_pattern(
@@ -219,7 +252,11 @@ def _brow_mask(table: IdentityTable, ids: np.ndarray, u, v) -> np.ndarray:
 
 def _soft(signed: np.ndarray, width: float) -> np.ndarray:
     """Anti-aliased inside-mask: 1 where ``signed`` < 0, 0 where > 0, smooth over ``width``."""
-    return 1.0 / (1.0 + np.exp(np.clip(signed / width, -30, 30)))
+    mask = signed / width  # computed in place from here: the same values, no temporaries
+    np.clip(mask, -30, 30, out=mask)
+    np.exp(mask, out=mask)
+    mask += 1.0
+    return np.divide(1.0, mask, out=mask)
 
 
 def _color(table_column: np.ndarray, ids: np.ndarray) -> np.ndarray:
