@@ -1,5 +1,6 @@
 """Admin /repair: access control, background repair, hot swap under load, 409, failures."""
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -10,26 +11,24 @@ import httpx
 
 from tests.support.admin import AUTH, DEMO_REPAIR, served_version, start_repair, wait_for_job
 from tests.support.images import h5_images
-from tests.support.service import ADMIN_TOKEN
+from tests.support.service import ADMIN_TOKEN, copy_models, in_process
 
 
-def test_admin_is_forbidden_without_a_configured_token(
-    served_models: Path, tiny_root: Path, tmp_path: Path
-) -> None:
-    from tests.support.service import RunningService
+def test_admin_is_forbidden_without_a_configured_token(tiny_root: Path, tmp_path: Path) -> None:
+    """The HTTP contract only: the app in this process, no server."""
+    models = copy_models(tiny_root, tmp_path, csaw=False)
 
-    running = RunningService(
-        {"MODELS_DIR": str(served_models), "DATA_DIR": str(tiny_root / "data")},
-        tmp_path / "no_token.log",
-    )
-    try:
-        running.wait_ready()
+    async def calls() -> list[int]:
         body = {"model": "demo", "clean_data": "demo/clean_validation.h5"}
-        assert start_repair(running.url, body).status_code == 403
-        assert start_repair(running.url, body, {}).status_code == 403
-        assert httpx.get(running.url + "/repair/x", headers=AUTH).status_code == 403
-    finally:
-        running.stop()
+        settings = {"models_dir": models, "data_dir": tiny_root / "data"}
+        async with in_process(**settings, admin_token=None) as client:
+            return [
+                (await client.post("/repair", json=body, headers=AUTH)).status_code,
+                (await client.post("/repair", json=body)).status_code,
+                (await client.get("/repair/x", headers=AUTH)).status_code,
+            ]
+
+    assert asyncio.run(calls()) == [403, 403, 403]
 
 
 def test_wrong_token_bad_paths_and_unknown_options(admin_service, tiny_root: Path) -> None:
@@ -77,6 +76,9 @@ def test_repair_swaps_under_load_with_no_failed_request(admin_service, tiny_root
                     failures.append(f"{response.status_code} {response.text[:200]}")
                 else:
                     versions.add(response.json()["version"])
+                # Paced (about 15 requests a second each): steady traffic across the swap,
+                # leaving the CPU to the repair and to the rest of the suite.
+                stop.wait(0.05)
 
     workers = [threading.Thread(target=load) for _ in range(4)]
     for worker in workers:
