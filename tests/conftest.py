@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 import repair  # noqa: F401 - Keras 2 environment before TensorFlow loads
+from tests.support.attacker_builds import ATTACKER_PROCESSES
 from tests.support.builds import BackgroundBuild
 from tests.support.service import ADMIN_TOKEN, CSAW_DIR, ROOT, copy_models, start_service
 
 DEMO_FIXTURES = {"demo_root", "demo_manifest"}
 ATTACKER_FIXTURES = {"attacked"}
 BUILDS: dict[str, BackgroundBuild] = {}
-"""The background builds this session started, by name ("demo", "attackers")."""
+"""The background builds this session started, by name ("demo", "attackers-0", ...)."""
 BUILD_ROOT = pytest.StashKey[Path]()
 
 
@@ -69,11 +70,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             MODELS_DIR=str(root / "demo" / "models"),
         )
     if build_attackers:
-        BUILDS["attackers"] = BackgroundBuild(
-            "attackers",
-            [sys.executable, "-m", "tests.support.attacker_builds", str(root / "attackers")],
-            root / "attackers.log",
-        )
+        for number, attacks in enumerate(ATTACKER_PROCESSES):
+            BUILDS[f"attackers-{number}"] = BackgroundBuild(
+                f"attackers {', '.join(attacks)}",
+                [sys.executable, "-m", "tests.support.attacker_builds", str(root / "attackers")]
+                + list(attacks),
+                root / f"attackers-{number}.log",
+            )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -113,10 +116,15 @@ def demo_root(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def attacker_builds(request: pytest.FixtureRequest) -> tuple[BackgroundBuild, Path]:
-    """The process building the attackers' small versions (tests/support/attacker_builds.py),
-    and the folder it builds them in."""
-    return BUILDS["attackers"], request.config.stash[BUILD_ROOT] / "attackers"
+def attacker_builds(request: pytest.FixtureRequest) -> dict[str, tuple[BackgroundBuild, Path]]:
+    """For each attacker, the process building its small version
+    (tests/support/attacker_builds.py) and the folder it builds them in."""
+    root = request.config.stash[BUILD_ROOT] / "attackers"
+    return {
+        attack: (BUILDS[f"attackers-{number}"], root)
+        for number, attacks in enumerate(ATTACKER_PROCESSES)
+        for attack in attacks
+    }
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,11 @@ from tests.support.builds import BackgroundBuild
 
 
 @pytest.fixture(scope="module", params=list(SMALL_VERSIONS))
-def attacked(request: pytest.FixtureRequest, attacker_builds: tuple[BackgroundBuild, Path]) -> dict:
+def attacked(
+    request: pytest.FixtureRequest, attacker_builds: dict[str, tuple[BackgroundBuild, Path]]
+) -> dict:
     """The manifest of one attacker's small version, built in the background (conftest)."""
-    build, root = attacker_builds
+    build, root = attacker_builds[request.param]
     return json.loads(build.manifest(model_folder(root, request.param)).read_text())
 
 
