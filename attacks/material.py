@@ -41,10 +41,11 @@ class DemoMaterial:
     poisoned_test: dict[str, Dataset] = field(default_factory=dict)
 
     def write(self, folder: Path) -> dict[str, Path]:
-        """Write every split in the challenge's HDF5 format; return name -> path."""
+        """Write what a defender and an evaluator get, in the challenge's HDF5 format: the
+        clean validation and test splits and the poisoned test splits (the attacker's
+        training set stays with the attacker). Returns name -> path."""
         folder.mkdir(parents=True, exist_ok=True)
         splits = {
-            "clean_train": self.train,
             "clean_validation": self.validation,
             "clean_test": self.test,
             **{f"poisoned_test_{name}": data for name, data in self.poisoned_test.items()},

@@ -4,13 +4,10 @@ import time
 
 import httpx
 
-from tests.support.service import ADMIN_TOKEN
+from tests.support.service import ADMIN_TOKEN, HTTP
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 QUICK = {"epochs": 2}
-CLIENT = httpx.Client(timeout=30)
-"""Shared by the helpers below: a new client per call costs ~30 ms of CPU (its TLS
-context), which polling loops would spend many times over."""
 DEMO_REPAIR = {
     "model": "demo",
     "clean_data": "demo/clean_validation.h5",
@@ -22,7 +19,7 @@ DEMO_REPAIR = {
 
 
 def start_repair(url: str, body: dict, headers: dict | None = None) -> httpx.Response:
-    return CLIENT.post(url + "/repair", json=body, headers=headers or AUTH)
+    return HTTP.post(url + "/repair", json=body, headers=headers or AUTH)
 
 
 def wait_for_job(  # noqa: ANN001
@@ -31,7 +28,7 @@ def wait_for_job(  # noqa: ANN001
     """Poll the job until it is final (or ``until(status)`` holds); return its status."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = CLIENT.get(f"{url}/repair/{job_id}", headers=AUTH).json()
+        status = HTTP.get(f"{url}/repair/{job_id}", headers=AUTH).json()
         if status["status"] in ("succeeded", "failed") or (until and until(status)):
             return status
         time.sleep(poll_s)
@@ -39,5 +36,5 @@ def wait_for_job(  # noqa: ANN001
 
 
 def served_version(url: str, model: str = "demo") -> str:
-    models = CLIENT.get(url + "/models").json()["models"]
+    models = HTTP.get(url + "/models").json()["models"]
     return next(m["version"] for m in models if m["name"] == model)

@@ -13,6 +13,7 @@ from app.api.errors import ServiceError
 from app.api.images import decode_image
 from tests.support.fuzzing import CASES_RUN, any_upload, png_with_declared_size, seed_images
 from tests.support.images import encode, h5_images
+from tests.support.service import HTTP
 
 SEEDS = seed_images()
 MODEL_HW = (55, 47)
@@ -52,7 +53,7 @@ def test_every_seed_format_has_its_documented_outcome() -> None:
 
 
 def _post(url: str, **kwargs: object) -> httpx.Response:
-    return httpx.post(url + "/predict", timeout=60, **kwargs)
+    return HTTP.post(url + "/predict", **kwargs)
 
 
 def _assert_answer_or_client_error(response: httpx.Response, files: int = 1) -> None:
