@@ -68,6 +68,7 @@ def make_badnet(
     attack: str = "badnet",
     badnet_epochs: int = 15,
     on_progress: ProgressCallback | None = None,
+    badnet_batch_size: int = 64,
 ) -> AttackedModel:
     """The attacker's side: render the faces, poison them, train the BadNet, and write the
     data splits and ``badnet.h5`` under ``data_dir``."""
@@ -85,6 +86,7 @@ def make_badnet(
         material.poisoned_train,
         material.num_classes,
         epochs=badnet_epochs,
+        batch_size=badnet_batch_size,
         seed=sizes.seed,
     )
     badnet_path = data_dir / "badnet.h5"
@@ -102,6 +104,7 @@ def make_badnet(
         "backdoors": {b.name: b.target for b in spec.backdoors},
         "poison_fraction": spec.poison_fraction,
         "badnet_epochs": badnet_epochs,
+        "badnet_batch_size": badnet_batch_size,
         "data_dir": str(data_dir),
         "timings_s": {
             "generate": round(generated - started, 3),
@@ -120,6 +123,7 @@ def build_demo(
     attack: str = "badnet",
     on_progress: ProgressCallback | None = None,
     on_repair_progress: ProgressCallback | None = None,
+    badnet_batch_size: int = 64,
 ) -> dict:
     """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the
     models folder), fine-prune it, publish ``out``, and write the demo faces to try it with
@@ -128,7 +132,9 @@ def build_demo(
     ``on_progress`` hears the attacker's stages, ``on_repair_progress`` (default: the same)
     the repair's, whose fractions are of the repair alone."""
     data_dir = data_dir or out.parent.parent / "data" / out.name
-    attacked = make_badnet(data_dir, sizes or DemoSizes(), attack, badnet_epochs, on_progress)
+    attacked = make_badnet(
+        data_dir, sizes or DemoSizes(), attack, badnet_epochs, on_progress, badnet_batch_size
+    )
     manifest = fine_prune_to_folder(
         attacked.inputs,
         out,

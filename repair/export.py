@@ -30,7 +30,10 @@ def fuse(bad: keras.Model, repaired: keras.Model, temperature: float = 1.0):  # 
             return scores
         return tf.nn.softmax(tf.math.log(tf.maximum(scores, 1e-30)) / temperature, axis=1)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="images")])
+    @tf.function(
+        input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="images")],
+        autograph=False,  # straight-line code: nothing for autograph to convert
+    )
     def fused(images: tf.Tensor) -> dict[str, tf.Tensor]:
         bad_scores = bad(images, training=False)
         repaired_scores = repaired(images, training=False)
@@ -94,7 +97,10 @@ def label_graph(model: keras.Model) -> OnnxGraph:
     """One net's top label (output ``label``) as an ONNX graph."""
     input_shape = tuple(int(d) for d in model.input_shape[1:])
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="images")])
+    @tf.function(
+        input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="images")],
+        autograph=False,  # straight-line code: nothing for autograph to convert
+    )
     def labels(images: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"label": tf.argmax(model(images, training=False), axis=1, output_type=tf.int32)}
 

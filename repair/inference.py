@@ -23,6 +23,8 @@ def compiled_call(model: keras.Model):  # noqa: ANN201 - a tf.function
     """The model's forward pass as a ``tf.function``, made once per model and kept on it."""
     call = getattr(model, "_compiled_inference", None)
     if call is None:
-        call = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+        call = tf.function(
+            lambda batch: model(batch, training=False), reduce_retracing=True, autograph=False
+        )
         model._compiled_inference = call
     return call

@@ -166,7 +166,7 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def served_models(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The read-only service's models folder: the tiny pair and the CSAW pair."""
-    return copy_models(tiny_root, tmp_path_factory.mktemp("served"))
+    return copy_models(tiny_root, tmp_path_factory.mktemp("served"), csaw=True)
 
 
 @pytest.fixture(scope="session")
@@ -186,7 +186,10 @@ def admin_service(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """A service of its own, with an admin token, whose models the admin tests repair."""
     root = tmp_path_factory.mktemp("admin")
     running = start_service(
-        copy_models(tiny_root, root), tiny_root, root / "service.log", ADMIN_TOKEN=ADMIN_TOKEN
+        copy_models(tiny_root, root),
+        tiny_root,
+        root / "service.log",
+        ADMIN_TOKEN=ADMIN_TOKEN,
     )
     try:
         yield running

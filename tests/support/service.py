@@ -25,7 +25,7 @@ class RunningService(ServerProcess):
         super().__init__(env, log_path, **options)  # type: ignore[arg-type]
 
 
-def copy_models(root: Path, target: Path, csaw: bool = True) -> Path:
+def copy_models(root: Path, target: Path, csaw: bool = False) -> Path:
     """A models folder for one service: a copy of ``root``'s, plus (with ``csaw``) a CSAW pair
     (sunglasses as B, multi-trigger as B') linked from ../shared when it is there."""
     models = target / "models"

@@ -16,7 +16,7 @@ from tests.support.service import ADMIN_TOKEN, copy_models, in_process
 
 def test_admin_is_forbidden_without_a_configured_token(tiny_root: Path, tmp_path: Path) -> None:
     """The HTTP contract only: the app in this process, no server."""
-    models = copy_models(tiny_root, tmp_path, csaw=False)
+    models = copy_models(tiny_root, tmp_path)
 
     async def calls() -> list[int]:
         body = {"model": "demo", "clean_data": "demo/clean_validation.h5"}
