@@ -24,7 +24,7 @@ from tests.support.service import ADMIN_TOKEN, CSAW_DIR, ROOT, copy_models, star
 
 DEMO_FIXTURES = {"demo_root", "demo_manifest"}
 ATTACKER_FIXTURES = {"attacked"}
-ATTACKERS_NICENESS = 1
+ATTACKERS_NICENESS = 3
 BUILDS: dict[str, BackgroundBuild] = {}
 """The background builds this session started, by name ("demo", "attackers-0", ...)."""
 BUILD_ROOT = pytest.StashKey[Path]()

@@ -20,7 +20,7 @@ from bench.process import descendants
 from modelstore import PAIR_ONNX, discard_partial
 from tests.support.admin import DEMO_REPAIR, served_version, start_repair, wait_for_job
 from tests.support.images import h5_images
-from tests.support.service import ADMIN_TOKEN, ROOT, copy_models, start_service
+from tests.support.service import ADMIN_TOKEN, ONNX_ONLY, ROOT, copy_models, start_service
 
 
 def _one_image(tiny_root: Path) -> list:
@@ -47,7 +47,9 @@ def test_killed_repair_worker_fails_the_job_and_leaves_nothing(
     tiny_root: Path, tmp_path: Path
 ) -> None:
     models = copy_models(tiny_root, tmp_path)
-    service = start_service(models, tiny_root, tmp_path / "log", ADMIN_TOKEN=ADMIN_TOKEN)
+    service = start_service(
+        models, tiny_root, tmp_path / "log", ADMIN_TOKEN=ADMIN_TOKEN, **ONNX_ONLY
+    )
     try:
         before = served_version(service.url)
         long_repair = {**DEMO_REPAIR, "options": {"epochs": 150}}  # ~10 s of fine-tuning
@@ -138,7 +140,7 @@ def test_publisher_killed_mid_swap_leaves_a_complete_version_that_serves(
     discard_partial(out)  # what the next publisher or a restarted service does
     assert _leftovers(models) == []
     serving = _complete_version(out)
-    service = start_service(models, tiny_root, tmp_path / "log")
+    service = start_service(models, tiny_root, tmp_path / "log", **ONNX_ONLY)
     try:
         assert httpx.get(service.url + "/ready").status_code == 200
         response = httpx.post(service.url + "/predict", files=_one_image(tiny_root))
@@ -154,7 +156,9 @@ def test_service_killed_while_a_repair_writes_comes_back_serving_a_complete_vers
     new version, restart the service on the same folder: it serves the old version or the
     new one, whole, and the dead worker's partial files are gone."""
     models = copy_models(tiny_root, tmp_path)
-    service = start_service(models, tiny_root, tmp_path / "log1", ADMIN_TOKEN=ADMIN_TOKEN)
+    service = start_service(
+        models, tiny_root, tmp_path / "log1", ADMIN_TOKEN=ADMIN_TOKEN, **ONNX_ONLY
+    )
     killed_while_writing = False
     try:
         before = served_version(service.url)
@@ -171,7 +175,9 @@ def test_service_killed_while_a_repair_writes_comes_back_serving_a_complete_vers
     finally:
         service.stop()
     assert killed_while_writing
-    restarted = start_service(models, tiny_root, tmp_path / "log2", ADMIN_TOKEN=ADMIN_TOKEN)
+    restarted = start_service(
+        models, tiny_root, tmp_path / "log2", ADMIN_TOKEN=ADMIN_TOKEN, **ONNX_ONLY
+    )
     try:
         serving = served_version(restarted.url)
         assert serving == _complete_version(models / "demo")
@@ -226,6 +232,7 @@ def test_full_or_read_only_models_folder_fails_the_repair_old_models_serve(
         ADMIN_TOKEN=ADMIN_TOKEN,
         DEMO_VERSION=str((tiny_root / "models" / "demo").resolve()),
         MODELS_MODE="ro" if fault == "read-only" else "rw",
+        **ONNX_ONLY,
     )
     # The service's own view of its models folder (its mount namespace), from outside.
     inside = Path(f"/proc/{service.process.pid}/root") / models.relative_to("/")
@@ -273,10 +280,9 @@ def _fill(path: Path) -> None:
             pass
 
 
-def test_sigterm_lets_the_request_in_flight_finish(
-    served_models: Path, tiny_root: Path, tmp_path: Path
-) -> None:
-    service = start_service(served_models, tiny_root, tmp_path / "log")
+def test_sigterm_lets_the_request_in_flight_finish(tiny_root: Path, tmp_path: Path) -> None:
+    models = copy_models(tiny_root, tmp_path)
+    service = start_service(models, tiny_root, tmp_path / "log", **ONNX_ONLY)
     image = h5_images(tiny_root / "data" / "demo" / "clean_test.h5", 1)[0][0]
     head = (
         f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"

@@ -7,23 +7,22 @@ import httpx
 
 from tests.support.admin import AUTH
 from tests.support.images import h5_images
-from tests.support.service import ADMIN_TOKEN, start_service
+from tests.support.service import ADMIN_TOKEN, ONNX_ONLY, copy_models, start_service
 
 KEYS = ("predict-key-one-7f3a", "predict-key-two-91c4")
 
 
-def test_api_keys_rate_limit_and_no_secret_in_the_logs(
-    served_models: Path, tiny_root: Path, tmp_path: Path
-) -> None:
+def test_api_keys_rate_limit_and_no_secret_in_the_logs(tiny_root: Path, tmp_path: Path) -> None:
     log = tmp_path / "service.log"
     service = start_service(
-        served_models,
+        copy_models(tiny_root, tmp_path),
         tiny_root,
         log,
         {"log_level": "debug"},
         API_KEYS=",".join(KEYS),
         RATE_LIMIT="5/minute",
         ADMIN_TOKEN=ADMIN_TOKEN,
+        **ONNX_ONLY,
     )
     image = h5_images(tiny_root / "data" / "demo" / "clean_test.h5", 1)[0][0]
 
