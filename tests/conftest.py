@@ -45,7 +45,7 @@ def _module_needs(items: list[pytest.Item], fixtures: set[str]) -> set[str]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tests that need a long build (``-m "not long_build"`` leaves them out), and
     run modules that need none first, then those that need the attackers', then those that
-    need the full demo (the longest); the order within a module is kept."""
+    need the full demo (the longest chain of work); the order within a module is kept."""
     for item in items:
         if (DEMO_FIXTURES | ATTACKER_FIXTURES) & set(item.fixturenames):
             item.add_marker(pytest.mark.long_build)
@@ -77,8 +77,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 [sys.executable, "-m", "tests.support.attacker_builds", str(root / "attackers")]
                 + list(attacks),
                 root / f"attackers-{number}.log",
-                # Their tests run before the demo's, but the demo's build is the longest:
-                # a smaller share for these lets it end with the rest (docs/testing.md).
+                # Their tests run before the demo's, but the demo's build is the longest
+                # chain of work: a smaller share for these lets it end with the rest.
                 niceness=ATTACKERS_NICENESS,
             )
 
