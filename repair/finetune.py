@@ -110,7 +110,6 @@ def fine_tune(
     wrapped.fit(
         _training_data(tune, targets, options),
         epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
         verbose=0,
         callbacks=[
             sparsity.UpdatePruningStep(),
@@ -167,9 +166,6 @@ def _copy_weights(plain: keras.Model, wrapped: keras.Model) -> None:
 
 
 def _training_data(tune: Dataset, targets: np.ndarray, options: RepairOptions) -> tf.data.Dataset:
-    """Shuffled (afresh each epoch), batched, augmented batches, repeated without end: one
-    iterator serves the whole run. Keras makes a new one per epoch otherwise, about 80 ms
-    each, as long as the training itself on a small clean set of many short epochs."""
     data = tf.data.Dataset.from_tensor_slices((tune.x, targets)).shuffle(
         len(tune), seed=options.seed, reshuffle_each_iteration=True
     )
@@ -184,7 +180,7 @@ def _training_data(tune: Dataset, targets: np.ndarray, options: RepairOptions) -
             trace_as_written(lambda x, y: (occlude(x, share, share / 2), y)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return data.repeat().prefetch(2)
+    return data.prefetch(2)
 
 
 def require_layer(model: keras.Model, name: str) -> None:
