@@ -6,7 +6,7 @@ from repair.architecture import build_deepid
 from repair.channels import KeepChannelsPruned, conv_layer, mean_channel_activations, zero_channels
 from repair.data import Dataset
 from repair.inference import predict_scores
-from repair.keras_env import keep_freed_memory, keras, tf, trace_as_written
+from repair.keras_env import keep_freed_memory, keras, tf, train_as_written
 from repair.progress import keras_progress
 
 
@@ -102,7 +102,7 @@ def _fit(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    model.train_step = trace_as_written(model.train_step)
+    train_as_written(model)
     dataset = (
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(len(y), seed=seed, reshuffle_each_iteration=True)

@@ -26,7 +26,14 @@ from repair.data import Dataset
 from repair.errors import RepairInputError
 from repair.filter_rule import soften
 from repair.inference import predict_scores
-from repair.keras_env import keep_freed_memory, keras, tf, tfmot_sparsity, trace_as_written
+from repair.keras_env import (
+    keep_freed_memory,
+    keras,
+    tf,
+    tfmot_sparsity,
+    trace_as_written,
+    train_as_written,
+)
 from repair.options import RepairOptions
 from repair.progress import keras_progress
 
@@ -105,7 +112,7 @@ def fine_tune(
         ),
         loss="categorical_crossentropy",
     )
-    wrapped.train_step = trace_as_written(wrapped.train_step)
+    train_as_written(wrapped)
     targets = soft_targets(tune, original, options)
     wrapped.fit(
         _training_data(tune, targets, options),

@@ -186,10 +186,7 @@ def admin_service(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """A service of its own, with an admin token, whose models the admin tests repair."""
     root = tmp_path_factory.mktemp("admin")
     running = start_service(
-        copy_models(tiny_root, root),
-        tiny_root,
-        root / "service.log",
-        ADMIN_TOKEN=ADMIN_TOKEN,
+        copy_models(tiny_root, root), tiny_root, root / "service.log", ADMIN_TOKEN=ADMIN_TOKEN
     )
     try:
         yield running

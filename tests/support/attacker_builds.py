@@ -39,8 +39,8 @@ epochs)."""
 
 ATTACKER_PROCESSES = (("multi-trigger", "blended"), ("pruning-aware", "low-rate"))
 """The small versions as the suite builds them: two processes of about the same length
-(about 110 s of CPU each for the BadNets, 225-260 s in all). With one process, theirs was the
-last build to end, long after the others (docs/testing.md)."""
+(213 s and 257 s of CPU in the suite, measured). With one process, theirs was the last
+build to end, long after the others (docs/testing.md)."""
 assert sorted(sum(ATTACKER_PROCESSES, ())) == sorted(SMALL_VERSIONS)
 
 

@@ -15,8 +15,8 @@ CSAW_DIR = Path(os.environ.get("CSAW_DIR", ROOT.parent / "shared" / "csaw"))
 ADMIN_TOKEN = "test-admin-token-0123456789"
 ONNX_ONLY = {"RUNTIME": "onnx"}
 """For services in tests about files, processes, signals or access rather than inference:
-pairs loaded in ONNX Runtime alone. Without TensorFlow to import, a start takes about 1 s
-of CPU instead of 4.5 (tests/app/serving/test_runtimes.py is where the runtimes are tested)."""
+pairs loaded in ONNX Runtime alone. Without TensorFlow to import, a start takes about 0.9 s
+of CPU instead of 4.7 (tests/app/serving/test_runtimes.py is where the runtimes are tested)."""
 HTTP = httpx.Client(timeout=60)
 """One client for the helpers that call a service many times: a new client per request
 costs ~30 ms of CPU (its TLS context), more than the request."""
