@@ -173,21 +173,26 @@ def _copy_weights(plain: keras.Model, wrapped: keras.Model) -> None:
 
 
 def _training_data(tune: Dataset, targets: np.ndarray, options: RepairOptions) -> tf.data.Dataset:
+    """Shuffled batches of ``tune``, augmented one batch at a time in the background while
+    the previous batch trains.
+
+    One map call at a time takes the random draws in batch order, so the same data and
+    seed give the same B' (parallel calls raced for them). tf.data's autotuning is off:
+    Keras makes a new iterator every epoch, and closing an autotuned one waits on its
+    tuning thread (docs/method.md, "Fine-tuning's time").
+    """
     data = tf.data.Dataset.from_tensor_slices((tune.x, targets)).shuffle(
         len(tune), seed=options.seed, reshuffle_each_iteration=True
     )
     data = data.batch(options.batch_size)
     if options.augment:
-        data = data.map(
-            trace_as_written(lambda x, y: (augment(x), y)), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        data = data.map(trace_as_written(lambda x, y: (augment(x), y)))
     if options.occlusion > 0:
         share = options.occlusion
-        data = data.map(
-            trace_as_written(lambda x, y: (occlude(x, share, share / 2), y)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return data.prefetch(2)
+        data = data.map(trace_as_written(lambda x, y: (occlude(x, share, share / 2), y)))
+    no_autotuning = tf.data.Options()
+    no_autotuning.autotune.enabled = False
+    return data.prefetch(2).with_options(no_autotuning)
 
 
 def require_layer(model: keras.Model, name: str) -> None:
