@@ -69,6 +69,7 @@ def make_badnet(
     badnet_epochs: int = 15,
     on_progress: ProgressCallback | None = None,
     badnet_batch_size: int = 64,
+    badnet_learning_rate: float = 1e-3,
 ) -> AttackedModel:
     """The attacker's side: render the faces, poison them, train the BadNet, and write the
     data splits and ``badnet.h5`` under ``data_dir``."""
@@ -87,6 +88,7 @@ def make_badnet(
         material.num_classes,
         epochs=badnet_epochs,
         batch_size=badnet_batch_size,
+        learning_rate=badnet_learning_rate,
         seed=sizes.seed,
     )
     badnet_path = data_dir / "badnet.h5"
@@ -105,6 +107,7 @@ def make_badnet(
         "poison_fraction": spec.poison_fraction,
         "badnet_epochs": badnet_epochs,
         "badnet_batch_size": badnet_batch_size,
+        "badnet_learning_rate": badnet_learning_rate,
         "data_dir": str(data_dir),
         "timings_s": {
             "generate": round(generated - started, 3),
@@ -124,6 +127,7 @@ def build_demo(
     on_progress: ProgressCallback | None = None,
     on_repair_progress: ProgressCallback | None = None,
     badnet_batch_size: int = 64,
+    badnet_learning_rate: float = 1e-3,
 ) -> dict:
     """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the
     models folder), fine-prune it, publish ``out``, and write the demo faces to try it with
@@ -133,7 +137,13 @@ def build_demo(
     the repair's, whose fractions are of the repair alone."""
     data_dir = data_dir or out.parent.parent / "data" / out.name
     attacked = make_badnet(
-        data_dir, sizes or DemoSizes(), attack, badnet_epochs, on_progress, badnet_batch_size
+        data_dir,
+        sizes or DemoSizes(),
+        attack,
+        badnet_epochs,
+        on_progress,
+        badnet_batch_size,
+        badnet_learning_rate,
     )
     manifest = fine_prune_to_folder(
         attacked.inputs,

@@ -6,7 +6,7 @@ from repair.architecture import build_deepid
 from repair.channels import KeepChannelsPruned, conv_layer, mean_channel_activations, zero_channels
 from repair.data import Dataset
 from repair.inference import predict_scores
-from repair.keras_env import keep_freed_memory, keras, tf, train_as_written
+from repair.keras_env import keep_freed_memory, keras, tf, train_as_written, without_autotuning
 from repair.progress import keras_progress
 
 
@@ -103,7 +103,7 @@ def _fit(
         metrics=["accuracy"],
     )
     train_as_written(model)
-    dataset = (
+    dataset = without_autotuning(
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)

@@ -33,6 +33,7 @@ from repair.keras_env import (
     tfmot_sparsity,
     trace_as_written,
     train_as_written,
+    without_autotuning,
 )
 from repair.options import RepairOptions
 from repair.progress import keras_progress
@@ -177,9 +178,9 @@ def _training_data(tune: Dataset, targets: np.ndarray, options: RepairOptions) -
     the previous batch trains.
 
     One map call at a time takes the random draws in batch order, so the same data and
-    seed give the same B' (parallel calls raced for them). tf.data's autotuning is off:
-    Keras makes a new iterator every epoch, and closing an autotuned one waits on its
-    tuning thread (docs/method.md, "Fine-tuning's time").
+    seed give the same B' (parallel calls raced for them). No autotuning: the demo's
+    fine-tuning waited on its thread at each of its 110 epochs' ends (docs/method.md,
+    "Fine-tuning's time and reproducibility").
     """
     data = tf.data.Dataset.from_tensor_slices((tune.x, targets)).shuffle(
         len(tune), seed=options.seed, reshuffle_each_iteration=True
@@ -190,9 +191,7 @@ def _training_data(tune: Dataset, targets: np.ndarray, options: RepairOptions) -
     if options.occlusion > 0:
         share = options.occlusion
         data = data.map(trace_as_written(lambda x, y: (occlude(x, share, share / 2), y)))
-    no_autotuning = tf.data.Options()
-    no_autotuning.autotune.enabled = False
-    return data.prefetch(2).with_options(no_autotuning)
+    return without_autotuning(data.prefetch(2))
 
 
 def require_layer(model: keras.Model, name: str) -> None:

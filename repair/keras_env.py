@@ -45,7 +45,14 @@ def _import_tensorflow():  # noqa: ANN202 - the tensorflow module
 tf = _import_tensorflow()
 import tf_keras as keras  # noqa: E402 - after TensorFlow, with the Keras 2 switch set
 
-__all__ = ["keras", "keep_freed_memory", "tf", "trace_as_written", "train_as_written"]
+__all__ = [
+    "keras",
+    "keep_freed_memory",
+    "tf",
+    "trace_as_written",
+    "train_as_written",
+    "without_autotuning",
+]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
@@ -66,6 +73,15 @@ def keep_freed_memory() -> None:
         return
     libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's maximum for this threshold
     libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+
+
+def without_autotuning(dataset: "tf.data.Dataset") -> "tf.data.Dataset":
+    """``dataset`` with tf.data's autotuning off, for training pipelines of fixed shape
+    (one map call at a time, a fixed prefetch): there is nothing to tune, and Keras makes a
+    new iterator every epoch, whose closing waits on the tuning thread when there is one."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def tfmot_sparsity():  # type: ignore[no-untyped-def]
