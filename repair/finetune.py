@@ -116,7 +116,7 @@ def fine_tune(
     train_as_written(wrapped)
     targets = soft_targets(tune, original, options)
     wrapped.fit(
-        _training_data(tune, targets, options),
+        training_batches(tune, targets, options),
         epochs=epochs,
         verbose=0,
         callbacks=[
@@ -173,7 +173,7 @@ def _copy_weights(plain: keras.Model, wrapped: keras.Model) -> None:
         target.set_weights(plain.get_layer(target.name).get_weights())
 
 
-def _training_data(tune: Dataset, targets: np.ndarray, options: RepairOptions) -> tf.data.Dataset:
+def training_batches(tune: Dataset, targets: np.ndarray, options: RepairOptions) -> tf.data.Dataset:
     """Shuffled batches of ``tune``, augmented one batch at a time in the background while
     the previous batch trains.
 

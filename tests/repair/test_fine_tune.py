@@ -1,4 +1,5 @@
-"""What fine-tuning changes in the BadNet, read from a real repaired pair."""
+"""What fine-tuning changes in the BadNet, read from a real repaired pair, and what its
+input pipeline gives."""
 
 from pathlib import Path
 
@@ -25,3 +26,27 @@ def test_fine_tuning_keeps_the_frozen_layers_and_trains_the_rest(tiny_root: Path
             )
         )
         assert same == (layer.name in frozen), layer.name
+
+
+def test_the_same_seed_gives_the_same_augmented_batches() -> None:
+    """Two pipelines made alike give the same batches, epoch after epoch, occluders and
+    overlays included: the random draws go to the batches in their order."""
+    from repair.data import Dataset
+    from repair.finetune import training_batches
+    from repair.keras_env import keras
+
+    rng = np.random.default_rng(0)
+    tune = Dataset(rng.uniform(0, 1, (320, 55, 47, 3)).astype(np.float32), np.arange(320) % 10)
+    targets = np.eye(10, dtype=np.float32)[tune.y]
+    options = RepairOptions(batch_size=32, occlusion=0.3)
+
+    def two_epochs() -> list[np.ndarray]:
+        keras.utils.set_random_seed(options.seed)
+        batches = training_batches(tune, targets, options)
+        return [images.numpy() for _ in range(2) for images, _ in batches]
+
+    first, second = two_epochs(), two_epochs()
+    assert len(first) == 20
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[10])  # the next epoch: reshuffled
