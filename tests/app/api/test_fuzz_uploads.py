@@ -185,7 +185,11 @@ def test_service_still_answers_correctly_after_the_fuzzing(service, tiny_root: P
 
 def test_schemathesis_finds_no_server_error(service, tmp_path: Path) -> None:
     """schemathesis generates requests for every operation of the service's own OpenAPI
-    schema (coverage and fuzzing phases) and checks that none gets a 5xx."""
+    schema (coverage and fuzzing phases) and checks that none gets a 5xx.
+
+    No example database: one in tmp_path is thrown away with it, and keeping it made
+    Hypothesis shrink the examples of its Pareto front, 28% of the run's CPU, for the
+    same number of requests sent."""
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
         "run",
@@ -199,6 +203,8 @@ def test_schemathesis_finds_no_server_error(service, tmp_path: Path) -> None:
         "--seed",
         "1",
         "--no-color",
+        "--generation-database",
+        "none",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:]
