@@ -140,10 +140,10 @@ def build_demo(
         data_dir,
         sizes or DemoSizes(),
         attack,
-        badnet_epochs,
-        on_progress,
-        badnet_batch_size,
-        badnet_learning_rate,
+        badnet_epochs=badnet_epochs,
+        on_progress=on_progress,
+        badnet_batch_size=badnet_batch_size,
+        badnet_learning_rate=badnet_learning_rate,
     )
     manifest = fine_prune_to_folder(
         attacked.inputs,
