@@ -14,6 +14,7 @@ from attacks.triggers import (
     red_eyebrows,
     sunglasses,
 )
+from modelstore import Manifest
 from repair.model_io import save_model_file
 from repair.options import RepairOptions
 from repair.pipeline import ProgressCallback, RepairInputs, fine_prune_to_folder
@@ -128,7 +129,7 @@ def build_demo(
     on_repair_progress: ProgressCallback | None = None,
     badnet_batch_size: int = 64,
     badnet_learning_rate: float = 1e-3,
-) -> dict:
+) -> Manifest:
     """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the
     models folder), fine-prune it, publish ``out``, and write the demo faces to try it with
     (``data_dir/faces``). Returns the manifest.

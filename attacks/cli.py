@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelstore import Manifest
 from repair.cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, add_option_arguments, summary
 from repair.cli import options_from_args as repair_options
 from repair.errors import RepairError, RepairInputError
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def build(args: argparse.Namespace, options: RepairOptions) -> Iterator[dict]:
+def build(args: argparse.Namespace, options: RepairOptions) -> Iterator[Manifest]:
     """Build and repair each requested attacker; yield each manifest when it is done."""
     from attacks.build import build_demo
     from attacks.material import DemoSizes
@@ -61,7 +62,7 @@ def build(args: argparse.Namespace, options: RepairOptions) -> Iterator[dict]:
             on_progress=attacker.stage,
             on_repair_progress=repair.stage,
         )
-        manifest["demo"]["timings_s"]["total"] = round(time.perf_counter() - started, 3)
+        manifest.demo["timings_s"]["total"] = round(time.perf_counter() - started, 3)
         yield manifest
 
 

@@ -1,9 +1,11 @@
 """Train BadNets on clean plus poisoned faces (the attacker's side, for demo material only)."""
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from repair.architecture import build_deepid
-from repair.channels import KeepChannelsPruned, conv_layer, mean_channel_activations, zero_channels
+from repair.channels import mean_channel_activations
 from repair.data import Dataset
 from repair.inference import predict_scores
 from repair.keras_env import keep_freed_memory, keras, tf, train_as_written, without_autotuning
@@ -47,7 +49,7 @@ def train_pruning_aware_badnet(
     _fit(model, (clean.x, clean.y), epochs, batch_size, learning_rate, seed, "train clean")
     activations = mean_channel_activations(model, layer, clean.x)
     dormant = np.argsort(activations, kind="stable")[: int(prune_fraction * len(activations))]
-    original = [w.copy() for w in conv_layer(model, layer).get_weights()]
+    original = [w.copy() for w in model.get_layer(layer).get_weights()]
     zero_channels(model, layer, dormant)
     _fit(
         model,
@@ -70,7 +72,7 @@ def _restore_as_decoys(
     original: list[np.ndarray],
     x: np.ndarray,
 ) -> None:
-    layer = conv_layer(model, layer_name)
+    layer = model.get_layer(layer_name)
     kernel, bias = layer.get_weights()
     kernel[..., channels] = original[0][..., channels]
     bias[channels] = 0.0
@@ -115,3 +117,25 @@ def _fit(
         verbose=0,
         callbacks=[*(callbacks or []), keras_progress(description, epochs)],
     )
+
+
+def zero_channels(model: keras.Model, layer_name: str, channels: Sequence[int]) -> None:
+    """Switch ``channels`` of a ReLU convolution off: their kernels and biases become 0."""
+    layer = model.get_layer(layer_name)
+    weights = layer.get_weights()
+    index = np.asarray(list(channels), dtype=np.int64)
+    weights[0][..., index] = 0.0
+    if len(weights) > 1:
+        weights[1][index] = 0.0
+    layer.set_weights(weights)
+
+
+class KeepChannelsPruned(keras.callbacks.Callback):
+    """Re-zeroes pruned channels after every epoch, in case the optimiser moved them."""
+
+    def __init__(self, target: keras.Model, layer_name: str, channels: Sequence[int]) -> None:
+        super().__init__()
+        self._target, self._layer, self._channels = target, layer_name, list(channels)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        zero_channels(self._target, self._layer, self._channels)

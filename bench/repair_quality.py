@@ -15,6 +15,7 @@ from pathlib import Path
 
 import repair  # noqa: F401 - Keras 2 environment before TensorFlow loads
 from bench.process import ROOT
+from modelstore import Manifest
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -70,16 +71,16 @@ def _strings(value: object) -> object:
     return str(value) if isinstance(value, Path) else value
 
 
-def _row(attack: str, seed: int, manifest: dict, wall_s: float) -> dict:
-    metrics = manifest["metrics"]
+def _row(attack: str, seed: int, manifest: Manifest, wall_s: float) -> dict:
+    metrics = manifest.metrics
 
     def role(name: str) -> dict:
-        m = metrics[name]
+        m = getattr(metrics, name)
         return {
-            "clean_accuracy": m["clean_accuracy"],
-            "attack_success_by_trigger": m["attack_success_rate_by_trigger"],
-            "detection_rate": m.get("detection_rate"),
-            "false_positive_rate": m.get("false_positive_rate"),
+            "clean_accuracy": m.clean_accuracy,
+            "attack_success_by_trigger": m.attack_success_rate_by_trigger,
+            "detection_rate": m.detection_rate,
+            "false_positive_rate": m.false_positive_rate,
         }
 
     return {
@@ -90,10 +91,10 @@ def _row(attack: str, seed: int, manifest: dict, wall_s: float) -> dict:
         "repaired": role("repaired"),
         "filter": role("filter"),
         "filter_strict": role("filter_strict"),
-        "threshold": manifest["filter"]["threshold"],
-        "support_threshold": manifest["filter"].get("support_threshold"),
+        "threshold": manifest.filter.threshold,
+        "support_threshold": manifest.filter.support_threshold,
         "repair_wall_s": round(wall_s, 1),
-        "timings_s": manifest["timings_s"],
+        "timings_s": manifest.timings_s,
     }
 
 

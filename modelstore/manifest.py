@@ -80,6 +80,8 @@ class Manifest(_Section):
     timings_s: dict[str, float] = {}
     peak_memory_mib: float | None = None
     versions: dict[str, str] = {}
+    demo: dict[str, Any] | None = None
+    """How the demo material was made (demo model folders only)."""
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2, exclude_none=False) + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from modelstore import Manifest
 from repair.errors import RepairError, RepairInputError
 from repair.options import RepairOptions
 from repair.progress import StageReporter
@@ -38,34 +39,32 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def summary(manifest: dict) -> str:
+def summary(manifest: Manifest) -> str:
     """A short table of the manifest's metrics for the terminal."""
-    metrics = manifest["metrics"]
-    rule = manifest["filter"]
-    lines = [f"model folder {manifest['name']} version {manifest['version']}"]
-    pruning = manifest["pruning"]
+    metrics, rule, pruning = manifest.metrics, manifest.filter, manifest.pruning
+    lines = [f"model folder {manifest.name} version {manifest.version}"]
     lines.append(
         f"pruned {len(pruning['pruned_channels'])}/{pruning['channels']} channels of "
-        f"{pruning['layer']}; {manifest['fine_tuning']['epochs']} epochs of fine-tuning; "
-        f"evaluated on {metrics['evaluated_on']}"
+        f"{pruning['layer']}; {manifest.fine_tuning['epochs']} epochs of fine-tuning; "
+        f"evaluated on {metrics.evaluated_on}"
     )
-    threshold = "" if rule["threshold"] is None else f", overlap threshold {rule['threshold']:.3g}"
-    if rule.get("support_threshold") is not None:
-        threshold += f", support threshold {rule['support_threshold']:.3g}"
-    lines.append(f"filter rule: {rule['kind']}{threshold}")
+    threshold = "" if rule.threshold is None else f", overlap threshold {rule.threshold:.3g}"
+    if rule.support_threshold is not None:
+        threshold += f", support threshold {rule.support_threshold:.3g}"
+    lines.append(f"filter rule: {rule.kind}{threshold}")
     lines.append(f"{'':14}{'clean acc':>10}{'attack SR':>10}{'flagged':>9}{'false +':>9}")
     for role in ("bad", "pruned_only", "repaired", "filter", "filter_strict"):
-        m = metrics[role]
+        m = getattr(metrics, role)
         lines.append(
-            f"{role:14}{_pct(m['clean_accuracy']):>10}{_pct(m['attack_success_rate']):>10}"
-            f"{_pct(m.get('detection_rate')):>9}{_pct(m.get('false_positive_rate')):>9}"
+            f"{role:14}{_pct(m.clean_accuracy):>10}{_pct(m.attack_success_rate):>10}"
+            f"{_pct(m.detection_rate):>9}{_pct(m.false_positive_rate):>9}"
         )
-    by_trigger = metrics["filter"].get("attack_success_rate_by_trigger") or {}
+    by_trigger = metrics.filter.attack_success_rate_by_trigger or {}
     if len(by_trigger) > 1:
         lines.append("filter attack success by trigger: " + json.dumps(by_trigger))
     lines.append(
-        f"timings (s): {json.dumps(manifest['timings_s'])}; "
-        f"peak memory {manifest['peak_memory_mib']:.0f} MiB"
+        f"timings (s): {json.dumps(manifest.timings_s)}; "
+        f"peak memory {manifest.peak_memory_mib or 0:.0f} MiB"
     )
     return "\n".join(lines)
 
@@ -138,7 +137,7 @@ def _rollback(out: Path) -> int:
     return EXIT_OK
 
 
-def _fine_prune(args: argparse.Namespace, options: RepairOptions) -> dict:
+def _fine_prune(args: argparse.Namespace, options: RepairOptions) -> Manifest:
     from repair.pipeline import RepairInputs, fine_prune_to_folder
 
     inputs = RepairInputs(

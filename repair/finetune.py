@@ -7,10 +7,11 @@ Why these, for a filter that compares B with B':
   the feature-shift penalty keeps the new layers from growing back along the old weights,
   which is how plain fine-tuning keeps a backdoor at low poisoning rates (Min et al.,
   "Towards Stable Backdoor Purification through Feature Shift Tuning", NeurIPS 2023);
-* ``conv_1`` and ``conv_2`` stay as in B (``frozen_layers``): generic edge and colour
-  filters, and the two costliest layers to train; the pruned layer and all after it train,
-  so the features the new classifier reads still move away from B's; half the time, and
-  with the 1.75% false-flag budget the filter meets the same targets (docs/method.md);
+* the early convolutions stay as in B (``frozen_fraction``; ``conv_1`` and ``conv_2`` on
+  DeepID, :mod:`repair.graph`): generic edge and colour filters, and the costliest layers
+  to train; the rest trains, so the features the new classifier reads still move away
+  from B's; half the time, and with the 1.75% false-flag budget the filter meets the same
+  targets (docs/method.md);
 * distilling B's outputs on clean faces (``distill``, off by default) would teach B' where B
   is unsure or wrong, but it was measured to carry backdoors over: matching B's outputs
   rebuilds B's mapping from the convolutional features, trigger included (docs/method.md).
@@ -21,10 +22,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from repair.augment import augment, occlude
-from repair.channels import KeepChannelsPruned, zero_channels
 from repair.data import Dataset
-from repair.errors import RepairInputError
 from repair.filter_rule import soften
+from repair.graph import LayerRoles, mask_layer, set_pruned
 from repair.inference import predict_scores
 from repair.keras_env import (
     keep_freed_memory,
@@ -51,7 +51,6 @@ def reinitialise(model: keras.Model, layer_names: Sequence[str], seed: int) -> N
     keras.utils.set_random_seed(seed)
     fresh = keras.models.clone_model(model)  # new layers, new initial weights
     for name in layer_names:
-        require_layer(model, name)
         model.get_layer(name).set_weights(fresh.get_layer(name).get_weights())
 
 
@@ -66,21 +65,18 @@ def fine_tune_epochs(options: RepairOptions, examples: int) -> int:
 def fine_tune(
     pruned: keras.Model,
     original: keras.Model,
-    layer_name: str,
+    roles: LayerRoles,
     pruned_channels: Sequence[int],
     tune: Dataset,
     options: RepairOptions,
     on_epoch: Callable[[int, int], None] | None = None,
 ) -> keras.Model:
-    """Fine-tune a copy of ``pruned`` (``original`` is the BadNet, read only); return it
-    stripped of tfmot wrappers, its pruned channels still off."""
+    """Fine-tune a copy of ``pruned`` (B with its channel mask; ``original`` is the BadNet,
+    read only); return it stripped of tfmot wrappers, its pruned channels still off."""
     keep_freed_memory()
     sparsity = tfmot_sparsity()
-    for name in (*options.frozen_layers, *options.reinit_layers, *options.sparse_layers):
-        require_layer(pruned, name)
     model = clone_model(pruned)
-    reinitialise(model, options.reinit_layers, options.seed)
-    zero_channels(model, layer_name, pruned_channels)
+    reinitialise(model, roles.reinit, options.seed)
 
     epochs = fine_tune_epochs(options, len(tune))
     steps_per_epoch = int(np.ceil(len(tune) / options.batch_size))
@@ -93,20 +89,9 @@ def fine_tune(
         # tfmot's default frequency (100) never fires in a short run: prune every few steps.
         frequency=max(steps_per_epoch // 2, 1),
     )
-
-    def fresh_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-        # A new layer object from the config: tfmot's guide wraps ``layer`` itself, which
-        # would share (and prune) the weights of the model being copied.
-        copy = layer.__class__.from_config(layer.get_config())
-        copy.trainable = layer.name not in options.frozen_layers
-        if layer.name in options.sparse_layers and options.sparsity > 0:
-            return sparsity.prune_low_magnitude(copy, pruning_schedule=schedule)
-        return copy
-
-    wrapped = keras.models.clone_model(model, clone_function=fresh_layer)
-    _copy_weights(model, wrapped)
+    wrapped = _trainable_copy(model, roles, options, schedule)
     if options.feature_shift > 0:
-        _add_feature_shift(wrapped, original, options.reinit_layers, options.feature_shift)
+        _add_feature_shift(wrapped, original, roles.reinit, options.feature_shift)
     wrapped.compile(
         optimizer=keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(options.learning_rate, total_steps, alpha=0.05)
@@ -119,18 +104,38 @@ def fine_tune(
         training_batches(tune, targets, options),
         epochs=epochs,
         verbose=0,
-        callbacks=[
-            sparsity.UpdatePruningStep(),
-            KeepChannelsPruned(wrapped, layer_name, pruned_channels),
-            keras_progress("fine-tune", epochs, on_epoch),
-        ],
+        callbacks=[sparsity.UpdatePruningStep(), keras_progress("fine-tune", epochs, on_epoch)],
     )
     stripped = sparsity.strip_pruning(wrapped)
     result = clone_model(stripped)  # plain layers only: loads with no custom objects
     for layer in result.layers:
         layer.trainable = True  # B' is saved as a whole net, like B
-    zero_channels(result, layer_name, pruned_channels)
+    set_pruned(result, pruned_channels)  # the mask never trains; this states it
     return result
+
+
+def _trainable_copy(
+    model: keras.Model, roles: LayerRoles, options: RepairOptions, schedule: object
+) -> keras.Model:
+    """A copy of ``model`` set up for fine-tuning: frozen layers, BatchNorm per
+    ``options.batch_norm``, the sparse layers wrapped by tfmot."""
+    sparsity = tfmot_sparsity()
+    mask = mask_layer(model).name
+
+    def fresh_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        # A new layer object from the config: tfmot's guide wraps ``layer`` itself, which
+        # would share (and prune) the weights of the model being copied.
+        copy = layer.__class__.from_config(layer.get_config())
+        copy.trainable = layer.name not in (*roles.frozen, mask)
+        if isinstance(layer, keras.layers.BatchNormalization) and options.batch_norm == "frozen":
+            copy.trainable = False  # Keras 2 runs a frozen BatchNorm in inference mode
+        if layer.name in roles.sparse and options.sparsity > 0:
+            return sparsity.prune_low_magnitude(copy, pruning_schedule=schedule)
+        return copy
+
+    wrapped = keras.models.clone_model(model, clone_function=fresh_layer)
+    _copy_weights(model, wrapped)
+    return wrapped
 
 
 def soft_targets(tune: Dataset, original: keras.Model, options: RepairOptions) -> np.ndarray:
@@ -192,10 +197,3 @@ def training_batches(tune: Dataset, targets: np.ndarray, options: RepairOptions)
         share = options.occlusion
         data = data.map(trace_as_written(lambda x, y: (occlude(x, share, share / 2), y)))
     return without_autotuning(data.prefetch(2))
-
-
-def require_layer(model: keras.Model, name: str) -> None:
-    """Raise :class:`RepairInputError` unless ``model`` has a layer ``name``."""
-    names = [layer.name for layer in model.layers]
-    if name not in names:
-        raise RepairInputError(f"layer {name!r} not in the model; layers are {names}")

@@ -1,7 +1,9 @@
-"""Load a BadNet from a full Keras HDF5 model or a CSAW weights-only HDF5 file, and save one."""
+"""Load a BadNet from the files users have (.keras, HDF5, SavedModel, CSAW weights), refusing
+what cannot be repaired with one line, and save one."""
 
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -9,50 +11,168 @@ import numpy as np
 
 from repair.architecture import build_deepid
 from repair.errors import RepairInputError
+from repair.graph import as_functional, feature_layers
 from repair.keras_env import keras
 
-FORBIDDEN_LAYER_CLASSES = frozenset({"Lambda", "TFOpLambda"})
-"""Layers whose config carries code: loading them would run the file's author's code."""
+FORBIDDEN_LAYER_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
+"""Layers whose config carries code (or calls into TensorFlow by name): refused, since
+loading them would run the file's author's code and their graph cannot be read."""
+
+MODEL_CLASSES = frozenset({"Functional", "Model", "Sequential"})
+"""Models whose layers form a graph that the repair can read (not subclassed models)."""
 
 EXPECTED = (
-    "a Keras HDF5 file: a full model (model.save(..., save_format='h5')) "
-    "or a weights-only file of the CSAW DeepID network (model.save_weights)"
+    "a Keras image classifier ending in softmax, as a .keras file (model.save), an HDF5 "
+    "file (save_format='h5'), a SavedModel folder, or a CSAW DeepID weights-only file"
 )
 
 
 def load_model_file(path: str | Path) -> keras.Model:
-    """Load a classifier from ``path``, telling the two HDF5 layouts apart from the file itself.
+    """Load a classifier from ``path`` in any of the :data:`EXPECTED` forms, told apart by
+    their contents, as a functional model.
 
-    Raises :class:`RepairInputError` naming the file when it is neither layout.
+    Raises :class:`RepairInputError` with one line saying why the model cannot be repaired
+    and what would work: a subclassed model, Lambda or custom layers, no convolutional
+    feature map, not a softmax classifier.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        model = _load_saved_model(path)
+    elif not path.is_file():
         raise RepairInputError(f"{path}: model file not found")
-    try:
-        with h5py.File(path, "r") as handle:
-            layout = _detect_layout(path, handle)
-            config = handle.attrs.get("model_config")
-            num_classes = _weights_file_classes(path, handle) if layout == "weights" else 0
-            layer_names = _layer_names(handle) if layout == "weights" else []
-    except OSError as exc:
-        raise RepairInputError(f"{path}: not an HDF5 file ({exc}); expected {EXPECTED}") from exc
-    if layout == "full":
-        _refuse_code_layers(path, config)
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as exc:  # Keras raises many types for a bad config
-            raise RepairInputError(f"{path}: cannot load the Keras model: {exc}") from exc
+    elif zipfile.is_zipfile(path):
+        model = _load_keras_archive(path)
+    elif h5py.is_hdf5(path):
+        model = _load_h5(path)
     else:
-        model = build_deepid(num_classes)
-        _check_weight_layer_names(path, model, layer_names)
-        try:
-            model.load_weights(path, by_name=True)
-        except Exception as exc:
-            raise RepairInputError(
-                f"{path}: weights do not fit the DeepID network ({exc}); expected {EXPECTED}"
-            ) from exc
+        raise RepairInputError(f"{path}: not a model file; expected {EXPECTED}")
+    model = as_functional(model)
     _check_classifier(path, model)
+    if not feature_layers(model):
+        raise RepairInputError(
+            f"{path}: no convolutional feature map that every path to the output crosses; "
+            f"fine-pruning needs a convolutional image classifier"
+        )
     return model
+
+
+def _load_h5(path: Path) -> keras.Model:
+    with h5py.File(path, "r") as handle:
+        layout = _detect_layout(path, handle)
+        config = handle.attrs.get("model_config")
+        num_classes = _weights_file_classes(path, handle) if layout == "weights" else 0
+        layer_names = _layer_names(handle) if layout == "weights" else []
+    if layout == "full":
+        if isinstance(config, bytes):
+            config = config.decode("utf-8")
+        _check_config(path, _parse_json(path, str(config)))
+        return _keras_load(path)
+    model = build_deepid(num_classes)
+    _check_weight_layer_names(path, model, layer_names)
+    try:
+        model.load_weights(path, by_name=True)
+    except Exception as exc:
+        raise RepairInputError(
+            f"{path}: weights do not fit the DeepID network ({exc}); expected {EXPECTED}"
+        ) from exc
+    return model
+
+
+def _load_keras_archive(path: Path) -> keras.Model:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode("utf-8")
+    except (KeyError, zipfile.BadZipFile, OSError) as exc:
+        raise RepairInputError(f"{path}: a zip file but not a .keras model ({exc})") from exc
+    _check_config(path, _parse_json(path, config))
+    return _keras_load(path)
+
+
+def _load_saved_model(path: Path) -> keras.Model:
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    metadata_file = path / "keras_metadata.pb"
+    if not metadata_file.is_file():
+        raise RepairInputError(
+            f"{path}: a folder without keras_metadata.pb, not a Keras SavedModel; "
+            f"expected {EXPECTED}"
+        )
+    metadata = saved_metadata_pb2.SavedMetadata()
+    try:
+        metadata.ParseFromString(metadata_file.read_bytes())
+    except Exception as exc:  # protobuf's DecodeError
+        raise RepairInputError(f"{path}: unreadable keras_metadata.pb ({exc})") from exc
+    classes = {}
+    for node in metadata.nodes:
+        entry = _parse_json(path, node.metadata)
+        classes[node.node_path] = str(entry.get("class_name", ""))
+    _check_classes(path, classes.get("root", ""), set(classes.values()) - {classes.get("root")})
+    return _keras_load(path)
+
+
+def _keras_load(path: Path) -> keras.Model:
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise RepairInputError(f"{path}: cannot load the Keras model: {_one_line(exc)}") from exc
+
+
+def _parse_json(path: Path, text: str) -> dict:
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RepairInputError(f"{path}: model config is not valid JSON") from exc
+    if not isinstance(parsed, dict):
+        raise RepairInputError(f"{path}: model config is not a JSON object")
+    return parsed
+
+
+def _check_config(path: Path, config: dict) -> None:
+    """Refuse subclassed models and code or custom layers before Keras loads anything."""
+    _check_classes(path, str(config.get("class_name", "")), _layer_classes(config))
+
+
+def _layer_classes(model_config: dict) -> set[str]:
+    """Class names of the layers of a functional or Sequential config, nested models included."""
+    found: set[str] = set()
+    for entry in model_config.get("config", {}).get("layers", []):
+        name = str(entry.get("class_name", ""))
+        found.add(name)
+        if name in MODEL_CLASSES:
+            found |= _layer_classes(entry)
+    return found
+
+
+def _check_classes(path: Path, model_class: str, layer_classes: set[str]) -> None:
+    if model_class not in MODEL_CLASSES:
+        raise RepairInputError(
+            f"{path}: a subclassed model ({model_class or 'unknown class'}) has no layer graph "
+            "to prune; rebuild it with the functional API or keras.Sequential and save it again"
+        )
+    code = sorted(layer_classes & FORBIDDEN_LAYER_CLASSES)
+    if code:
+        raise RepairInputError(
+            f"{path}: model contains {', '.join(code)} layers, which run code on load; "
+            "refused (replace them with built-in Keras layers)"
+        )
+    custom = sorted(layer_classes - _builtin_layer_classes() - MODEL_CLASSES)
+    if custom:
+        raise RepairInputError(
+            f"{path}: custom layer classes {custom} cannot be loaded safely; refused "
+            "(only built-in Keras layers can be repaired)"
+        )
+
+
+def _builtin_layer_classes() -> set[str]:
+    return {
+        name
+        for name, value in vars(keras.layers).items()
+        if isinstance(value, type) and issubclass(value, keras.layers.Layer)
+    }
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def save_model_file(model: keras.Model, path: str | Path) -> None:
@@ -115,41 +235,27 @@ def _dataset_names(group: h5py.Group) -> list[str]:
     return names
 
 
-def _refuse_code_layers(path: Path, config: object) -> None:
-    if isinstance(config, bytes):
-        config = config.decode("utf-8")
-    try:
-        parsed = json.loads(str(config))
-    except json.JSONDecodeError as exc:
-        raise RepairInputError(f"{path}: model config is not valid JSON") from exc
-    found = sorted(_layer_classes(parsed) & FORBIDDEN_LAYER_CLASSES)
-    if found:
-        raise RepairInputError(
-            f"{path}: model contains {', '.join(found)} layers, which run code on load; refused"
-        )
-
-
-def _layer_classes(node: object) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        if isinstance(node.get("class_name"), str):
-            found.add(node["class_name"])
-        for value in node.values():
-            found |= _layer_classes(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _layer_classes(value)
-    return found
-
-
 def _check_classifier(path: Path, model: keras.Model) -> None:
     if len(model.inputs) != 1 or len(model.outputs) != 1 or len(model.output_shape) != 2:
         raise RepairInputError(
-            f"{path}: expected an image classifier with one input and one (batch, classes) output"
+            f"{path}: expected an image classifier with one input and one (batch, classes) "
+            f"output, got inputs {model.input_shape} and outputs {model.output_shape}"
         )
-    if len(model.input_shape) != 4:
+    shape = model.input_shape
+    if len(shape) != 4 or shape[-1] != 3 or None in shape[1:]:
         raise RepairInputError(
-            f"{path}: expected an image input (H, W, C), got {model.input_shape}"
+            f"{path}: expected a fixed-size RGB image input (H, W, 3), got {shape[1:]}; "
+            "save the model with a fixed input shape"
+        )
+    last = model.get_layer(model.get_config()["output_layers"][0][0])
+    activation = getattr(last, "activation", None)
+    if not (
+        isinstance(last, keras.layers.Softmax)
+        or (activation is not None and keras.activations.serialize(activation) == "softmax")
+    ):
+        raise RepairInputError(
+            f"{path}: the output layer {last.name!r} is not a softmax; the filter compares "
+            "class probabilities: end the model with a softmax activation and save it again"
         )
 
 

@@ -3,9 +3,7 @@ service's ``POST /repair`` schema are derived from them, and the manifest record
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-DENSE_LAYERS = ("fc_1", "fc_2", "output")
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RepairOptions(BaseModel):
@@ -17,7 +15,11 @@ class RepairOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layer: str = Field("conv_3", description="convolutional layer whose channels are pruned")
+    layer: str | None = Field(
+        None,
+        description="layer whose output channels are pruned; default: found from the graph, "
+        "the deepest convolutional feature map that every path to the output crosses",
+    )
     max_accuracy_drop: float = Field(
         0.04,
         ge=0,
@@ -51,13 +53,26 @@ class RepairOptions(BaseModel):
     )
     batch_size: int = Field(128, ge=1, le=4096, description="fine-tuning batch size")
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam's initial learning rate")
-    frozen_layers: tuple[str, ...] = Field(
-        ("conv_1", "conv_2"),
-        description="layers kept as they are during fine-tuning: the first filters, generic "
-        "edges and colours; the pruned layer and all after it train (half the time)",
+    frozen_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="share of the convolutions before the pruned feature map (the first "
+        "ones, with their BatchNorms) kept as they are during fine-tuning: generic edges and "
+        "colours; the rest trains (half the time)",
     )
-    reinit_layers: tuple[str, ...] = Field(
-        DENSE_LAYERS, description="layers given fresh weights before fine-tuning"
+    frozen_layers: tuple[str, ...] | None = Field(
+        None, description="layers kept as they are during fine-tuning, instead of the above"
+    )
+    reinit_layers: tuple[str, ...] | None = Field(
+        None,
+        description="layers given fresh weights before fine-tuning; default: every weighted "
+        "layer after the pruned feature map that is not a convolution (the dense head)",
+    )
+    batch_norm: Literal["frozen", "update"] = Field(
+        "update",
+        description="BatchNorm layers that fine-tune: frozen (as in B, inference mode) or "
+        "update (their statistics and scales follow the clean data)",
     )
     feature_shift: float = Field(
         1.0,
@@ -79,8 +94,10 @@ class RepairOptions(BaseModel):
     sparsity: float = Field(
         0.5, ge=0, lt=1, description="final magnitude sparsity (tfmot) of --sparse-layers"
     )
-    sparse_layers: tuple[str, ...] = Field(
-        DENSE_LAYERS, description="layers made sparse during fine-tuning"
+    sparse_layers: tuple[str, ...] | None = Field(
+        None,
+        description="layers made sparse during fine-tuning; default: the dense layers after "
+        "the pruned feature map",
     )
     augment: bool = Field(True, description="random shifts, roll, scale and lighting")
     occlusion: float = Field(
@@ -116,11 +133,3 @@ class RepairOptions(BaseModel):
         description="share of held-out clean faces the calibrated rule may flag",
     )
     seed: int = Field(0, description="random seed")
-
-    @model_validator(mode="after")
-    def _frozen_layers_are_not_changed(self) -> "RepairOptions":
-        changed = {self.layer, *self.reinit_layers, *self.sparse_layers}
-        both = sorted(changed.intersection(self.frozen_layers))
-        if both:
-            raise ValueError(f"frozen layers {both} are pruned, re-initialised or made sparse")
-        return self

@@ -1,5 +1,5 @@
-"""Fine-pruning end to end: load, rank, sweep, prune, fine-tune, export, calibrate, evaluate,
-check the export, publish.
+"""Fine-pruning end to end, one function per stage: load, prune (find the feature map, rank,
+sweep, mask), fine-tune, export, calibrate and evaluate, check the export, write and publish.
 
 This is repair/'s public entry point for other programs (the service calls it in a
 worker process); the command line in :mod:`repair.cli` is a thin layer over it.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import modelstore
-from repair.channels import choose_depth, mean_channel_activations, pruning_sweep, zero_channels
+from repair.channels import SweepPoint, choose_depth, mean_channel_activations, pruning_sweep
 from repair.data import Dataset, check_fits_model, load_dataset
 from repair.errors import RepairError, RepairInputError
 from repair.evaluate import (
@@ -25,9 +25,11 @@ from repair.evaluate import (
     operating_points,
     pair_outputs,
 )
-from repair.export import OPSET, OUTPUTS, check_against_keras, label_graph, pair_graph
-from repair.filter_rule import STRICT, calibrate_on
-from repair.finetune import clone_model, fine_tune, fine_tune_epochs
+from repair.export import OPSET, OUTPUTS, OnnxGraph, check_against_keras, label_graph, pair_graph
+from repair.filter_rule import STRICT, FilterRule, calibrate_on
+from repair.finetune import fine_tune, fine_tune_epochs
+from repair.graph import LayerRoles, find_roles, set_pruned, with_channel_mask
+from repair.keras_env import keras
 from repair.model_io import (
     load_model_file,
     model_input_shape,
@@ -57,6 +59,50 @@ class RepairInputs:
     clean_test: Path | None = None
 
 
+@dataclass(frozen=True)
+class LoadedInputs:
+    """The BadNet and the data, checked against each other."""
+
+    bad: keras.Model
+    clean: Dataset
+    poisoned: list[PoisonedSet]
+    test: Dataset | None
+
+    @property
+    def num_classes(self) -> int:
+        return model_num_classes(self.bad)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return model_input_shape(self.bad)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """The pruning stage's result: B with its dormant channels masked off, and why."""
+
+    model: keras.Model
+    roles: LayerRoles
+    activations: np.ndarray
+    order: np.ndarray
+    sweep: list[SweepPoint]
+    sweep_faces: int
+    channels: list[int]
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """The filter's rule, calibrated on held-out clean faces, and the pair's figures."""
+
+    rule: FilterRule
+    calibrated: FilterRule
+    held_out: PairOutputs
+    evaluated: PairOutputs
+    attacked: dict[str, PairOutputs]
+    metrics: dict
+    points: list[dict]
+
+
 def fine_prune_to_folder(
     inputs: RepairInputs,
     out: Path,
@@ -64,211 +110,323 @@ def fine_prune_to_folder(
     name: str | None = None,
     extra_manifest: dict | None = None,
     on_progress: ProgressCallback | None = None,
-) -> dict:
-    """Repair ``inputs.bad_model`` and publish ``bad.h5``, ``repaired.h5``, ``manifest.json``,
-    ``pruning.png`` and ``filter.png`` as a new version of ``out``. Returns the manifest.
+) -> modelstore.Manifest:
+    """Repair ``inputs.bad_model`` and publish B, B', the fused pair, the manifest and the
+    plots as a new version of ``out``. Returns the manifest.
 
     Raises :class:`RepairInputError` for unusable input (nothing is written) and
     :class:`RepairError` for failures; ``out`` is untouched unless the run succeeds.
     """
     options = options or RepairOptions()
     report = on_progress or (lambda stage, fraction: None)
-    timings: dict[str, float] = {}
-    clock = _Stopwatch(timings)
-
+    clock = _Stopwatch()
     with clock("load"):  # reported once it succeeded: bad input gets one line, the error
-        bad = load_model_file(inputs.bad_model)
-        num_classes, input_shape = model_num_classes(bad), model_input_shape(bad)
-        clean = load_dataset(inputs.clean_data)
-        check_fits_model(clean, input_shape, num_classes, "clean data")
-        poisoned = _load_poisoned(inputs, input_shape, num_classes)
-        test = None
-        if inputs.clean_test is not None:
-            test = load_dataset(inputs.clean_test)
-            check_fits_model(test, input_shape, num_classes, "clean test data")
-    # B, B' (same size), the plots and the manifest: fail now, not after the training.
-    try:
-        modelstore.ensure_writable(out, 2 * Path(inputs.bad_model).stat().st_size + 4 * 2**20)
-    except modelstore.PublishError as exc:
-        raise RepairError(str(exc)) from exc
-    tune, holdout = _split(clean, options.holdout_fraction, options.seed)
-    evaluation = test if test is not None else holdout
-    bad_digest = weights_digest(bad)
+        loaded = load_inputs(inputs)
+        roles = find_roles(
+            loaded.bad,
+            options.layer,
+            options.frozen_fraction,
+            options.frozen_layers,
+            options.reinit_layers,
+            options.sparse_layers,
+        )
+    _check_room(out, inputs.bad_model)
+    tune, holdout = _split(loaded.clean, options.holdout_fraction, options.seed)
+    evaluation = loaded.test if loaded.test is not None else holdout
+    bad_digest = weights_digest(loaded.bad)
 
     with clock("rank_and_sweep"):
         report("inputs loaded; rank channels", 0.05)
-        activations = mean_channel_activations(bad, options.layer, clean.x)
-        order = np.argsort(activations, kind="stable")
-        # Each depth reruns the layers above on every face: a sample keeps a CSAW-size
-        # sweep to seconds, and 3,000 faces measure a 4-point drop to about 0.4 points.
-        swept = _sample(clean, options.sweep_faces, options.seed)
-        all_poisoned = _concat([item.data for item in poisoned])
-        if all_poisoned is not None:
-            all_poisoned = _sample(all_poisoned, options.sweep_faces, options.seed)
-        sweep = pruning_sweep(
-            bad,
-            options.layer,
-            order,
-            swept.x,
-            swept.y,
-            None if all_poisoned is None else all_poisoned.x,
-            None if all_poisoned is None else all_poisoned.y,
-        )
-        if options.prune_fraction is None:
-            depth = choose_depth(sweep, options.max_accuracy_drop)
-        else:
-            depth = int(round(options.prune_fraction * len(order)))
-        pruned_channels = [int(c) for c in order[:depth]]
-        pruned = clone_model(bad)
-        zero_channels(pruned, options.layer, pruned_channels)
-
+        pruned = prune(loaded, roles, options)
     with clock("fine_tune"):
         report("fine-tune", 0.15)
         repaired = fine_tune(
-            pruned,
-            bad,
-            options.layer,
-            pruned_channels,
+            pruned.model,
+            loaded.bad,
+            pruned.roles,
+            pruned.channels,
             tune,
             options,
             on_epoch=lambda done, total: report("fine-tune", 0.15 + 0.7 * done / total),
         )
-    if weights_digest(bad) != bad_digest:
+    if weights_digest(loaded.bad) != bad_digest:
         raise RepairError("internal error: fine-tuning changed the original model's weights")
-
     with clock("export_onnx"):
         # Calibration and evaluation run the exported graph: the figures are the served one's.
         report("export", 0.86)
-        pair = pair_graph(bad, repaired, options.overlap_temperature)
-
-    with clock("calibrate"):
-        report("calibrate", 0.87)
-        held_out = pair_outputs(pair, holdout)
-        calibrated = calibrate_on(
-            held_out.overlap,
-            held_out.support if options.support_check else None,
-            options.false_flag_budget,
-            options.overlap_temperature,
-        )
-        rule = calibrated if options.filter_rule == "calibrated" else STRICT
-
-    with clock("evaluate"):
-        report("evaluate", 0.88)
-        evaluated = pair_outputs(pair, evaluation)
-        attacked = {item.name: pair_outputs(pair, item.data) for item in poisoned}
-        metrics = evaluate_outputs(evaluated, attacked, num_classes, rule)
-        # Pruning only, against the same B outputs: only the pruned net runs again.
-        pruned_graph = label_graph(pruned)
-
-        def pruned_only_outputs(outputs: PairOutputs, data: Dataset) -> PairOutputs:
-            labels = pruned_graph.run(data.x)["label"]
-            return replace(outputs, repaired=labels, overlap=None, support=None)
-
-        pruned_only = evaluate_outputs(
-            pruned_only_outputs(evaluated, evaluation),
-            {item.name: pruned_only_outputs(attacked[item.name], item.data) for item in poisoned},
-            num_classes,
-            STRICT,
-        )
-        metrics["pruned_only"] = pruned_only["repaired"]
-        metrics["filter_pruned_only"] = pruned_only["filter"]
-        metrics["evaluated_on"] = "clean test data" if test is not None else "held-out clean data"
-        points = operating_points(
-            held_out,
-            evaluated,
-            attacked,
-            num_classes,
-            options.overlap_temperature,
-            options.support_check,
-        )
-
+        pair = pair_graph(loaded.bad, repaired, options.overlap_temperature)
+    with clock("calibrate_and_evaluate"):
+        report("calibrate and evaluate", 0.87)
+        evaluated = calibrate_and_evaluate(pair, loaded, pruned, holdout, evaluation, options)
     with clock("check_onnx"):
         report("check the export against Keras", 0.92)
-
-        # The labels the export gave during evaluation are checked as they are; only the
-        # fine-tuning part, which nothing else ran through it, runs through it here.
-        def sampled(data: Dataset, outputs: PairOutputs) -> tuple:
-            index = _sample_index(len(data), ONNX_CHECKS_PER_SET, options.seed)
-            return data.x[index], outputs.bad[index], outputs.repaired[index]
-
-        tuned = tune.subset(_sample_index(len(tune), ONNX_CHECKS_PER_SET, options.seed))
-        checks = {
-            "clean data (held-out part)": (holdout.x, held_out.bad, held_out.repaired),
-            "clean data (fine-tuning part)": sampled(tuned, pair_outputs(pair, tuned)),
-            "evaluation data": sampled(evaluation, evaluated),
-            **{f"poisoned data {i.name}": sampled(i.data, attacked[i.name]) for i in poisoned},
-        }
-        onnx_checked = check_against_keras(bad, repaired, checks)
-
+        checked = check_export(
+            pair, loaded, repaired, tune, holdout, evaluation, evaluated, options
+        )
     report("write", 0.93)
-    version = modelstore.new_version_id()
+    facts = _Facts(inputs, loaded, pruned, tune, holdout, evaluation, evaluated, checked, options)
+    manifest = write_version(out, loaded.bad, repaired, pair, facts, clock, name, extra_manifest)
+    report("done", 1.0)
+    return manifest
+
+
+def load_inputs(inputs: RepairInputs) -> LoadedInputs:
+    """Load the BadNet and every data set, each checked against the model."""
+    bad = load_model_file(inputs.bad_model)
+    num_classes, input_shape = model_num_classes(bad), model_input_shape(bad)
+    clean = load_dataset(inputs.clean_data)
+    check_fits_model(clean, input_shape, num_classes, "clean data")
+    poisoned = _load_poisoned(inputs, input_shape, num_classes)
+    test = None
+    if inputs.clean_test is not None:
+        test = load_dataset(inputs.clean_test)
+        check_fits_model(test, input_shape, num_classes, "clean test data")
+    return LoadedInputs(bad, clean, poisoned, test)
+
+
+def prune(loaded: LoadedInputs, roles: LayerRoles, options: RepairOptions) -> Pruned:
+    """Rank the channels of the feature map ``roles`` names by their mean activation on the
+    clean data, sweep the depth on a sample of it, and mask the chosen channels off."""
+    bad, clean = loaded.bad, loaded.clean
+    activations = mean_channel_activations(bad, roles.feature_layer, clean.x)
+    order = np.argsort(activations, kind="stable")
+    # Each depth reruns the layers above on every face: a sample keeps a CSAW-size
+    # sweep to seconds, and 3,000 faces measure a 4-point drop to about 0.4 points.
+    swept = _sample(clean, options.sweep_faces, options.seed)
+    poisoned = _concat([item.data for item in loaded.poisoned])
+    if poisoned is not None:
+        poisoned = _sample(poisoned, options.sweep_faces, options.seed)
+    sweep = pruning_sweep(
+        bad,
+        roles.feature_layer,
+        order,
+        swept.x,
+        swept.y,
+        None if poisoned is None else poisoned.x,
+        None if poisoned is None else poisoned.y,
+    )
+    if options.prune_fraction is None:
+        depth = choose_depth(sweep, options.max_accuracy_drop)
+    else:
+        depth = int(round(options.prune_fraction * len(order)))
+    channels = [int(c) for c in order[:depth]]
+    model = with_channel_mask(bad, roles.feature_layer)
+    set_pruned(model, channels)
+    return Pruned(model, roles, activations, order, sweep, len(swept), channels)
+
+
+def calibrate_and_evaluate(
+    pair: OnnxGraph,
+    loaded: LoadedInputs,
+    pruned: Pruned,
+    holdout: Dataset,
+    evaluation: Dataset,
+    options: RepairOptions,
+) -> Evaluated:
+    """Calibrate the filter on the held-out clean faces (the only data any threshold sees),
+    then measure B, pruned B, B' and G on the evaluation and poisoned sets."""
+    held_out = pair_outputs(pair, holdout)
+    calibrated = calibrate_on(
+        held_out.overlap,
+        held_out.support if options.support_check else None,
+        options.false_flag_budget,
+        options.overlap_temperature,
+    )
+    rule = calibrated if options.filter_rule == "calibrated" else STRICT
+    evaluated = pair_outputs(pair, evaluation)
+    attacked = {item.name: pair_outputs(pair, item.data) for item in loaded.poisoned}
+    num_classes = loaded.num_classes
+    metrics = evaluate_outputs(evaluated, attacked, num_classes, rule)
+    # Pruning only, against the same B outputs: only the pruned net runs again.
+    pruned_graph = label_graph(pruned.model)
+
+    def pruned_only(outputs: PairOutputs, data: Dataset) -> PairOutputs:
+        labels = pruned_graph.run(data.x)["label"]
+        return replace(outputs, repaired=labels, overlap=None, support=None)
+
+    only = evaluate_outputs(
+        pruned_only(evaluated, evaluation),
+        {item.name: pruned_only(attacked[item.name], item.data) for item in loaded.poisoned},
+        num_classes,
+        STRICT,
+    )
+    metrics["pruned_only"] = only["repaired"]
+    metrics["filter_pruned_only"] = only["filter"]
+    metrics["evaluated_on"] = (
+        "clean test data" if loaded.test is not None else "held-out clean data"
+    )
+    points = operating_points(
+        held_out,
+        evaluated,
+        attacked,
+        num_classes,
+        options.overlap_temperature,
+        options.support_check,
+    )
+    return Evaluated(rule, calibrated, held_out, evaluated, attacked, metrics, points)
+
+
+def check_export(
+    pair: OnnxGraph,
+    loaded: LoadedInputs,
+    repaired: keras.Model,
+    tune: Dataset,
+    holdout: Dataset,
+    evaluation: Dataset,
+    evaluated: Evaluated,
+    options: RepairOptions,
+) -> dict[str, int]:
+    """Check that the exported pair gave Keras' labels on samples of every set; returns the
+    images checked per set."""
+    seed = options.seed
+
+    # The labels the export gave during evaluation are checked as they are; only the
+    # fine-tuning part, which nothing else ran through it, runs through it here.
+    def sampled(data: Dataset, outputs: PairOutputs) -> tuple:
+        index = _sample_index(len(data), ONNX_CHECKS_PER_SET, seed)
+        return data.x[index], outputs.bad[index], outputs.repaired[index]
+
+    tuned = tune.subset(_sample_index(len(tune), ONNX_CHECKS_PER_SET, seed))
+    held = evaluated.held_out
+    checks = {
+        "clean data (held-out part)": (holdout.x, held.bad, held.repaired),
+        "clean data (fine-tuning part)": sampled(tuned, pair_outputs(pair, tuned)),
+        "evaluation data": sampled(evaluation, evaluated.evaluated),
+        **{
+            f"poisoned data {item.name}": sampled(item.data, evaluated.attacked[item.name])
+            for item in loaded.poisoned
+        },
+    }
+    return check_against_keras(loaded.bad, repaired, checks)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the manifest records of a run, gathered from its stages."""
+
+    inputs: RepairInputs
+    loaded: LoadedInputs
+    pruned: Pruned
+    tune: Dataset
+    holdout: Dataset
+    evaluation: Dataset
+    evaluated: Evaluated
+    onnx_checked: dict[str, int]
+    options: RepairOptions
+
+
+def write_version(
+    out: Path,
+    bad: keras.Model,
+    repaired: keras.Model,
+    pair: OnnxGraph,
+    facts: _Facts,
+    clock: "_Stopwatch",
+    name: str | None,
+    extra_manifest: dict | None,
+) -> modelstore.Manifest:
+    """Write the version's files and manifest into a staging folder and publish it."""
     staging = modelstore.staging_folder(out)
     try:
         (staging / modelstore.PAIR_ONNX).write_bytes(pair.model)
         with clock("write"):
             save_model_file(bad, staging / modelstore.BAD_MODEL)
             save_model_file(repaired, staging / modelstore.REPAIRED_MODEL)
-            plot_pruning(sweep, depth, metrics, options.layer, staging / modelstore.PRUNING_PLOT)
-            plot_filter(points, metrics, staging / modelstore.FILTER_PLOT)
-        files = (
-            modelstore.BAD_MODEL,
-            modelstore.REPAIRED_MODEL,
-            modelstore.PAIR_ONNX,
-            modelstore.PRUNING_PLOT,
-            modelstore.FILTER_PLOT,
-        )
-        manifest = modelstore.Manifest(
-            name=name or out.name,
-            version=version,
-            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            num_classes=num_classes,
-            poisoned_label=num_classes,
-            input_shape=list(input_shape),
-            inputs=_input_hashes(inputs),
-            parameters=options.model_dump(mode="json"),
-            filter={
-                **rule.to_dict(),
-                "temperature": options.overlap_temperature,
-                "calibrated": calibrated.to_dict(),
-                "operating_points": points,
-            },
-            pruning={
-                "layer": options.layer,
-                "channels": int(len(order)),
-                "pruned_channels": pruned_channels,
-                "pruned_fraction": depth / len(order),
-                "mean_activations": [float(a) for a in activations],
-                "sweep": [asdict(point) for point in sweep],
-                "sweep_clean_faces": len(swept),
-            },
-            fine_tuning={"epochs": fine_tune_epochs(options, len(tune))},
-            onnx={
-                "file": modelstore.PAIR_ONNX,
-                "input": "images",
-                "outputs": list(OUTPUTS),
-                "opset": OPSET,
-                "images_checked": onnx_checked,
-            },
-            data={
-                "clean": len(clean),
-                "fine_tune": len(tune),
-                "held_out": len(holdout),
-                "evaluation": len(evaluation),
-            },
-            metrics=metrics,
-            timings_s=timings,
-            peak_memory_mib=peak_memory_mib(),
-            versions=library_versions(),
-            files={f: modelstore.sha256_file(staging / f) for f in files},
-            **(extra_manifest or {}),
-        )
+            pruned, evaluated = facts.pruned, facts.evaluated
+            plot_pruning(
+                pruned.sweep,
+                len(pruned.channels),
+                evaluated.metrics,
+                pruned.roles.feature_layer,
+                staging / modelstore.PRUNING_PLOT,
+            )
+            plot_filter(evaluated.points, evaluated.metrics, staging / modelstore.FILTER_PLOT)
+        manifest = _manifest(facts, clock.timings, staging, name or out.name, extra_manifest)
         manifest.write(staging / modelstore.MANIFEST)
-        modelstore.publish(staging, out, version)
+        modelstore.publish(staging, out, manifest.version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    report("done", 1.0)
-    return manifest.model_dump(mode="json")
+    return manifest
+
+
+def _manifest(
+    facts: _Facts, timings: dict, staging: Path, name: str, extra: dict | None
+) -> modelstore.Manifest:
+    loaded, pruned, evaluated, options = facts.loaded, facts.pruned, facts.evaluated, facts.options
+    files = (
+        modelstore.BAD_MODEL,
+        modelstore.REPAIRED_MODEL,
+        modelstore.PAIR_ONNX,
+        modelstore.PRUNING_PLOT,
+        modelstore.FILTER_PLOT,
+    )
+    roles = pruned.roles
+    return modelstore.Manifest(
+        name=name,
+        version=modelstore.new_version_id(),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        num_classes=loaded.num_classes,
+        poisoned_label=loaded.num_classes,
+        input_shape=loaded.input_shape,
+        inputs=_input_hashes(facts.inputs),
+        parameters=options.model_dump(mode="json"),
+        filter={
+            **evaluated.rule.to_dict(),
+            "temperature": options.overlap_temperature,
+            "calibrated": evaluated.calibrated.to_dict(),
+            "operating_points": evaluated.points,
+        },
+        pruning={
+            "layer": roles.feature_layer,
+            "channels": roles.channels,
+            "pruned_channels": pruned.channels,
+            "pruned_fraction": len(pruned.channels) / roles.channels,
+            "mean_activations": [float(a) for a in pruned.activations],
+            "sweep": [asdict(point) for point in pruned.sweep],
+            "sweep_clean_faces": pruned.sweep_faces,
+            "frozen_layers": list(roles.frozen),
+            "reinit_layers": list(roles.reinit),
+            "sparse_layers": list(roles.sparse),
+        },
+        fine_tuning={
+            "epochs": fine_tune_epochs(options, len(facts.tune)),
+            "batch_norm": options.batch_norm,
+        },
+        onnx={
+            "file": modelstore.PAIR_ONNX,
+            "input": "images",
+            "outputs": list(OUTPUTS),
+            "opset": OPSET,
+            "images_checked": facts.onnx_checked,
+        },
+        data={
+            "clean": len(loaded.clean),
+            "fine_tune": len(facts.tune),
+            "held_out": len(facts.holdout),
+            "evaluation": len(facts.evaluation),
+        },
+        metrics=evaluated.metrics,
+        timings_s=timings,
+        peak_memory_mib=peak_memory_mib(),
+        versions=library_versions(),
+        files={f: modelstore.sha256_file(staging / f) for f in files},
+        **(extra or {}),
+    )
+
+
+def _check_room(out: Path, bad_model: Path) -> None:
+    """B, B' (about B's size each), the plots and the manifest: fail now, not after training."""
+    path = Path(bad_model)
+    size = path.stat().st_size if path.is_file() else _folder_size(path)
+    try:
+        modelstore.ensure_writable(out, 2 * size + 4 * 2**20)
+    except modelstore.PublishError as exc:
+        raise RepairError(str(exc)) from exc
+
+
+def _folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def peak_memory_mib() -> float:
@@ -348,10 +506,10 @@ def _input_hashes(inputs: RepairInputs) -> dict:
 
 
 class _Stopwatch:
-    """``with clock("stage"):`` records the stage's wall time in seconds."""
+    """``with clock("stage"):`` records the stage's wall time in seconds in ``timings``."""
 
-    def __init__(self, timings: dict[str, float]) -> None:
-        self._timings = timings
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
 
     def __call__(self, stage: str) -> "_Stopwatch":
         self._stage = stage
@@ -361,4 +519,4 @@ class _Stopwatch:
         self._start = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        self._timings[self._stage] = round(time.perf_counter() - self._start, 3)
+        self.timings[self._stage] = round(time.perf_counter() - self._start, 3)

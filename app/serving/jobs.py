@@ -180,6 +180,7 @@ def _worker_main(spec: dict, queue) -> None:  # noqa: ANN001 - runs in the worke
             name=spec["model"],
             on_progress=lambda stage, fraction: queue.put(("progress", stage, fraction)),
         )
-        queue.put(("succeeded", {"version": manifest["version"], "metrics": manifest["metrics"]}))
+        metrics = manifest.metrics.model_dump(mode="json") if manifest.metrics else None
+        queue.put(("succeeded", {"version": manifest.version, "metrics": metrics}))
     except BaseException as exc:  # noqa: BLE001 - reported to the service, not raised
         queue.put(("failed", f"{type(exc).__name__}: {exc}"))
