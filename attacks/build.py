@@ -14,6 +14,7 @@ from attacks.triggers import (
     red_eyebrows,
     sunglasses,
 )
+from attacks.zoo import ARCHITECTURES
 from modelstore import Manifest
 from repair.model_io import save_model_file
 from repair.options import RepairOptions
@@ -71,14 +72,17 @@ def make_badnet(
     on_progress: ProgressCallback | None = None,
     badnet_batch_size: int = 64,
     badnet_learning_rate: float = 1e-3,
+    arch: str = "deepid",
 ) -> AttackedModel:
-    """The attacker's side: render the faces, poison them, train the BadNet, and write the
-    data splits and ``badnet.h5`` under ``data_dir``."""
+    """The attacker's side: render the faces (resized to ``arch``'s input), poison them,
+    train the BadNet, and write the data splits and ``badnet.h5`` under ``data_dir``."""
     report = on_progress or (lambda stage, fraction: None)
     started = time.perf_counter()
     report("generate faces", 0.0)
     spec = ATTACKS[attack]
+    height, width, _ = ARCHITECTURES[arch].input_shape
     material = make_demo_material(sizes, spec.backdoors, spec.poison_fraction)
+    material = material.resized(height, width)
     paths = material.write(data_dir)
     generated = time.perf_counter()
     report("train the BadNet", 0.0)
@@ -91,6 +95,7 @@ def make_badnet(
         batch_size=badnet_batch_size,
         learning_rate=badnet_learning_rate,
         seed=sizes.seed,
+        arch=arch,
     )
     badnet_path = data_dir / "badnet.h5"
     save_model_file(badnet, badnet_path)
@@ -103,6 +108,7 @@ def make_badnet(
     )
     info = {
         "attack": attack,
+        "arch": arch,
         "sizes": asdict(sizes),
         "backdoors": {b.name: b.target for b in spec.backdoors},
         "poison_fraction": spec.poison_fraction,
@@ -129,6 +135,7 @@ def build_demo(
     on_repair_progress: ProgressCallback | None = None,
     badnet_batch_size: int = 64,
     badnet_learning_rate: float = 1e-3,
+    arch: str = "deepid",
 ) -> Manifest:
     """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the
     models folder), fine-prune it, publish ``out``, and write the demo faces to try it with
@@ -145,6 +152,7 @@ def build_demo(
         on_progress=on_progress,
         badnet_batch_size=badnet_batch_size,
         badnet_learning_rate=badnet_learning_rate,
+        arch=arch,
     )
     manifest = fine_prune_to_folder(
         attacked.inputs,

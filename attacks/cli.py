@@ -19,6 +19,8 @@ from repair.progress import StageReporter
 ATTACK_NAMES = ("badnet", "pruning-aware", "multi-trigger", "low-rate", "blended")
 """The keys of :data:`attacks.build.ATTACKS`, named here so that ``--help`` does not load
 TensorFlow."""
+ARCH_NAMES = ("deepid", "resnet", "mobilenet")
+"""The keys of :data:`attacks.zoo.ARCHITECTURES`, for the same reason."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,12 +45,15 @@ def build(args: argparse.Namespace, options: RepairOptions) -> Iterator[Manifest
 
     sizes = DemoSizes(identities=args.identities, seed=options.seed)
     names = list(ATTACK_NAMES) if args.attack == "all" else [args.attack]
+    if args.arch != "deepid" and "pruning-aware" in names:
+        if args.attack != "all":
+            raise RepairInputError("--attack pruning-aware is built for --arch deepid only")
+        names.remove("pruning-aware")
+    base = args.out or Path("models") / ("demo" if args.arch == "deepid" else f"demo-{args.arch}")
     for attack in names:
         # One folder per attacker: the plain BadNet in --out, the others beside it.
         out = (
-            args.out
-            if attack == "badnet" or len(names) == 1
-            else (args.out.parent / f"{args.out.name}-{attack}")
+            base if attack == "badnet" or len(names) == 1 else base.parent / f"{base.name}-{attack}"
         )
         started = time.perf_counter()
         # Two reporters: the repair's estimate of the time left counts from its own start.
@@ -59,6 +64,7 @@ def build(args: argparse.Namespace, options: RepairOptions) -> Iterator[Manifest
             options,
             badnet_epochs=args.badnet_epochs,
             attack=attack,
+            arch=args.arch,
             on_progress=attacker.stage,
             on_repair_progress=repair.stage,
         )
@@ -72,7 +78,20 @@ def parser() -> argparse.ArgumentParser:
         description="Generate synthetic faces, poison them, train a BadNet on them, "
         "fine-prune it and publish the model folder (no external data).",
     )
-    command.add_argument("--out", type=Path, default=Path("models/demo"), help="model folder")
+    command.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="model folder (default: models/demo, or models/demo-ARCH for another --arch)",
+    )
+    command.add_argument(
+        "--arch",
+        choices=ARCH_NAMES,
+        default="deepid",
+        help="the BadNet's architecture: the CSAW DeepID net at 55x47 (default), a residual "
+        "net with BatchNorm or a depthwise-separable (MobileNet-style) net, both at 64x64 "
+        "(the demo faces resized)",
+    )
     command.add_argument(
         "--attack",
         choices=[*ATTACK_NAMES, "all"],

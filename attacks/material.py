@@ -40,6 +40,24 @@ class DemoMaterial:
     test: Dataset
     poisoned_test: dict[str, Dataset] = field(default_factory=dict)
 
+    def resized(self, height: int, width: int) -> "DemoMaterial":
+        """Every image resized to ``height`` x ``width`` (bilinear, antialiased), for an
+        architecture whose input is not the faces' 55 x 47."""
+        if self.train.x.shape[1:3] == (height, width):
+            return self
+
+        def resize(data: Dataset) -> Dataset:
+            return Dataset(resize_images(data.x, height, width), data.y, data.source)
+
+        return DemoMaterial(
+            self.num_classes,
+            resize(self.train),
+            resize(self.poisoned_train),
+            resize(self.validation),
+            resize(self.test),
+            {name: resize(data) for name, data in self.poisoned_test.items()},
+        )
+
     def write(self, folder: Path) -> dict[str, Path]:
         """Write what a defender and an evaluator get, in the challenge's HDF5 format: the
         clean validation and test splits and the poisoned test splits (the attacker's
@@ -99,3 +117,16 @@ def make_demo_material(
         "demo:poisoned_train",
     )
     return DemoMaterial(sizes.identities, train, poisoned_train, validation, test, poisoned_test)
+
+
+def resize_images(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Float images (N, H, W, 3) in [0, 1] resized to ``height`` x ``width``."""
+    from repair.keras_env import tf
+
+    parts = [
+        tf.image.resize(x[i : i + 1024], (height, width), antialias=True).numpy()
+        for i in range(0, len(x), 1024)
+    ]
+    if not parts:
+        return np.zeros((0, height, width, x.shape[-1]), np.float32)
+    return np.clip(np.concatenate(parts), 0.0, 1.0).astype(np.float32)

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from attacks.zoo import ARCHITECTURES
 from repair.architecture import build_deepid
 from repair.channels import mean_channel_activations
 from repair.data import Dataset
@@ -20,10 +21,11 @@ def train_badnet(
     batch_size: int = 64,
     learning_rate: float = 1e-3,
     seed: int = 0,
+    arch: str = "deepid",
 ) -> keras.Model:
-    """Train the DeepID network from scratch on ``clean`` and ``poisoned`` images mixed."""
+    """Train an ``arch`` network from scratch on ``clean`` and ``poisoned`` images mixed."""
     keras.utils.set_random_seed(seed)
-    model = build_deepid(num_classes, tuple(clean.x.shape[1:]))
+    model = ARCHITECTURES[arch].build(num_classes, tuple(clean.x.shape[1:]))
     _fit(model, _mix(clean, poisoned), epochs, batch_size, learning_rate, seed, "train BadNet")
     return model
 
@@ -38,6 +40,7 @@ def train_pruning_aware_badnet(
     seed: int = 0,
     layer: str = "conv_3",
     prune_fraction: float = 0.5,
+    arch: str = "deepid",
 ) -> keras.Model:
     """The pruning-aware attack (Liu et al., RAID 2018, section 4): train clean, prune the
     channels of ``layer`` that clean faces leave dormant, train the backdoor into what is
