@@ -71,7 +71,7 @@ def make_badnet(
     badnet_epochs: int = 15,
     on_progress: ProgressCallback | None = None,
     badnet_batch_size: int = 64,
-    badnet_learning_rate: float = 1e-3,
+    badnet_learning_rate: float | None = None,
     arch: str = "deepid",
 ) -> AttackedModel:
     """The attacker's side: render the faces (resized to ``arch``'s input), poison them,
@@ -87,6 +87,7 @@ def make_badnet(
     generated = time.perf_counter()
     report("train the BadNet", 0.0)
     trainer = train_pruning_aware_badnet if spec.pruning_aware else train_badnet
+    badnet_learning_rate = badnet_learning_rate or ARCHITECTURES[arch].learning_rate
     badnet = trainer(
         material.train,
         material.poisoned_train,
@@ -134,7 +135,7 @@ def build_demo(
     on_progress: ProgressCallback | None = None,
     on_repair_progress: ProgressCallback | None = None,
     badnet_batch_size: int = 64,
-    badnet_learning_rate: float = 1e-3,
+    badnet_learning_rate: float | None = None,
     arch: str = "deepid",
 ) -> Manifest:
     """Make the demo data and BadNet under ``data_dir`` (default ``data/<name>`` beside the

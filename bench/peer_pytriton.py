@@ -10,7 +10,6 @@ numpy<2), so it imports nothing from this project::
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,8 @@ import onnxruntime
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
+
+from modelstore import ModelFolder, read_manifest
 
 
 def main() -> None:
@@ -29,17 +30,17 @@ def main() -> None:
     parser.add_argument("--queue-delay-us", type=int, default=2000)
     args = parser.parse_args()
     folder = args.folder.resolve()
-    manifest = json.loads((folder / "manifest.json").read_text())
-    rule = manifest["filter"]
-    poisoned = manifest["poisoned_label"]
-    height, width, channels = manifest["input_shape"]
+    manifest = read_manifest(ModelFolder(folder).manifest)
+    rule = manifest.filter
+    poisoned = manifest.poisoned_label
+    height, width, channels = manifest.input_shape
 
     def instance():  # noqa: ANN202 - one session per instance, one thread each, as the service
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(
-            str(folder / "pair.onnx"), options, providers=["CPUExecutionProvider"]
+            str(ModelFolder(folder).pair_onnx), options, providers=["CPUExecutionProvider"]
         )
         names = [o.name for o in session.get_outputs()]
 
@@ -47,10 +48,10 @@ def main() -> None:
         def infer(images: np.ndarray) -> dict:
             pixels = images.astype(np.float32) / np.float32(255.0)
             out = dict(zip(names, session.run(None, {"images": pixels}), strict=True))
-            if rule["kind"] == "calibrated":
-                flagged = out["overlap"] < rule["threshold"]
-                if rule.get("support_threshold") is not None:
-                    flagged |= out["support"] < rule["support_threshold"]
+            if rule.kind == "calibrated":
+                flagged = out["overlap"] < rule.threshold
+                if rule.support_threshold is not None:
+                    flagged |= out["support"] < rule.support_threshold
             else:
                 flagged = out["bad_label"] != out["repaired_label"]
             label = np.where(flagged, poisoned, out["bad_label"])
@@ -75,7 +76,7 @@ def main() -> None:
     )
     with Triton(config=config) as triton:
         triton.bind(
-            model_name=manifest["name"],
+            model_name=manifest.name,
             infer_func=[instance() for _ in range(args.instances)],
             inputs=[Tensor(name="images", dtype=np.uint8, shape=(height, width, channels))],
             outputs=[

@@ -9,6 +9,7 @@
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -21,9 +22,21 @@ from app.api.request_metrics import RequestMetrics
 from app.api.uploads import decode_uploads, read_uploads
 from app.core.config import load_settings, telemetry_config
 from app.serving import heap
+from modelstore import ModelFolder, read_manifest
 
 SETTINGS = load_settings()
-SIZE_HW = (55, 47)
+DEMO = ModelFolder(Path(os.environ.get("MODELS_DIR", "models")) / "demo")
+
+
+def _size_hw() -> tuple[int, int]:
+    """The served demo model's input height and width, from its manifest."""
+    manifest = read_manifest(DEMO.manifest)
+    if manifest is None:
+        raise RuntimeError(f"{DEMO.path}: no manifest")
+    return manifest.input_shape[0], manifest.input_shape[1]
+
+
+SIZE_HW = _size_hw()
 
 
 @contextlib.asynccontextmanager
@@ -68,9 +81,8 @@ def _naive_models() -> tuple:
     if not _MODELS:
         import repair
 
-        folder = os.path.join(os.environ.get("MODELS_DIR", "models"), "demo")
-        _MODELS["bad"] = repair.load_model_file(os.path.join(folder, "bad.h5"))
-        _MODELS["repaired"] = repair.load_model_file(os.path.join(folder, "repaired.h5"))
+        _MODELS["bad"] = repair.load_model_file(DEMO.bad_model)
+        _MODELS["repaired"] = repair.load_model_file(DEMO.repaired_model)
     return _MODELS["bad"], _MODELS["repaired"]
 
 

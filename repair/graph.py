@@ -172,14 +172,20 @@ def set_pruned(model: keras.Model, channels: Sequence[int]) -> None:
 
 
 def _early(trunk: list[keras.layers.Layer], fraction: float) -> tuple[str, ...]:
-    """The weighted layers before the first ``fraction`` of the trunk's convolutions
-    (rounded half up) end: those convolutions and their BatchNorms."""
+    """The first ``fraction`` of the trunk's convolutions (rounded half up), the weighted
+    layers between them, and the BatchNorms that normalise them."""
     convs = [i for i, layer in enumerate(trunk) if isinstance(layer, CONV_CLASSES)]
     count = int(np.floor(fraction * len(convs) + 0.5))
     if count == 0:
         return ()
-    boundary = convs[count] if count < len(convs) else len(trunk) - 1
-    return tuple(layer.name for layer in trunk[:boundary] if layer.weights)
+    last = convs[count - 1]
+    frozen = {layer.name for layer in trunk[: last + 1] if layer.weights}
+    for layer in trunk[last + 1 :]:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            source = layer.inbound_nodes[0].inbound_layers
+            if getattr(source, "name", None) in frozen:
+                frozen.add(layer.name)
+    return tuple(layer.name for layer in trunk if layer.name in frozen)
 
 
 def _named(model: keras.Model, names: Sequence[str]) -> tuple[str, ...]:

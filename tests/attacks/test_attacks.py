@@ -68,17 +68,17 @@ def test_attack_all_prints_each_summary_once(
 ) -> None:  # noqa: ANN001
     """The command's loop and output, with the builds replaced by the tiny pair's manifest
     (building five BadNets is what the tests above do, one by one)."""
-    import json
-
     import attacks.build
     from attacks.cli import ATTACK_NAMES, main
+    from modelstore import Manifest, read_manifest
 
-    manifest = json.loads((tiny_root / "models" / "demo" / "manifest.json").read_text())
+    manifest = read_manifest(tiny_root / "models" / "demo" / "manifest.json")
     built = []
 
-    def build_demo(out: Path, *args: object, attack: str, **kwargs: object) -> dict:
+    def build_demo(out: Path, *args: object, attack: str, **kwargs: object) -> Manifest:
         built.append((attack, out.name))
-        return {**manifest, "name": out.name, "demo": {**manifest["demo"], "timings_s": {}}}
+        demo = {**manifest.demo, "timings_s": {}}
+        return manifest.model_copy(update={"name": out.name, "demo": demo})
 
     monkeypatch.setattr(attacks.build, "build_demo", build_demo)
     assert main(["--attack", "all", "--out", str(tmp_path / "models" / "demo")]) == 0

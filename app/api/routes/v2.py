@@ -2,7 +2,8 @@
 KServe's and Seldon's clients and load generators speak.
 
 A model is a served pair. Inputs (one per request): ``images``, a UINT8 tensor
-[N, 55, 47, 3] of RGB pixels, or ``images_encoded``, a BYTES tensor [N] of PNG/JPEG/BMP/WebP
+[N, H, W, 3] of RGB pixels at the model's input size (its metadata gives H and W; 55 x 47
+for the CSAW net), or ``images_encoded``, a BYTES tensor [N] of PNG/JPEG/BMP/WebP
 files (resized like ``/predict``'s uploads). Outputs, one value per image: ``label`` (N when
 flagged), ``flagged``, ``bad_label``, ``repaired_label``, ``confidence``, ``overlap``,
 ``support``.
