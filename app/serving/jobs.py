@@ -37,9 +37,17 @@ class RepairJob:
     version: str | None = None
     metrics: dict | None = None
     error: str | None = None
+    bad_input: bool = False
+    """The repair refused its inputs (the model or the data); ``error`` says why, in a line."""
+    _inputs_checked: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def describe(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def wait_for_input_check(self, timeout: float) -> bool:
+        """Block until the worker has loaded and checked its inputs (or ended); False if
+        ``timeout`` seconds passed first."""
+        return self._inputs_checked.wait(timeout)
 
 
 class JobConflict(Exception):
@@ -77,11 +85,6 @@ class RepairJobs:
         threading.Thread(target=self._run, args=(job, spec), daemon=True).start()
         return job
 
-    def worker_pid(self, job_id: str) -> int | None:
-        """The worker's process id (for operators and fault tests)."""
-        process = self._processes.get(job_id)
-        return process.pid if process is not None else None
-
     def _run(self, job: RepairJob, spec: dict) -> None:
         queue = _CONTEXT.Queue()
         process = _CONTEXT.Process(
@@ -96,7 +99,8 @@ class RepairJobs:
             result = self._follow(job, process, queue)
             if result is None:
                 raise RuntimeError(_death_message(process.exitcode))
-            if result[0] == "failed":
+            if result[0] in ("failed", "bad_input"):
+                job.bad_input = result[0] == "bad_input"
                 raise RuntimeError(result[1])
             job.version, job.metrics = result[1]["version"], result[1]["metrics"]
             self._on_success(job.model)  # the new version is served before we say so
@@ -116,6 +120,7 @@ class RepairJobs:
                 ("done", 1.0) if outcome == "succeeded" else (job.stage, job.progress)
             )
             job.status = outcome
+            job._inputs_checked.set()
             self._on_finish(outcome)
 
     @staticmethod
@@ -136,6 +141,7 @@ class RepairJobs:
                     continue
             if message[0] == "progress":
                 job.stage, job.progress = message[1], float(message[2])
+                job._inputs_checked.set()  # the repair reports stages once its inputs loaded
             else:
                 return message
 
@@ -183,4 +189,9 @@ def _worker_main(spec: dict, queue) -> None:  # noqa: ANN001 - runs in the worke
         metrics = manifest.metrics.model_dump(mode="json") if manifest.metrics else None
         queue.put(("succeeded", {"version": manifest.version, "metrics": metrics}))
     except BaseException as exc:  # noqa: BLE001 - reported to the service, not raised
-        queue.put(("failed", f"{type(exc).__name__}: {exc}"))
+        from repair.errors import RepairInputError
+
+        if isinstance(exc, RepairInputError):
+            queue.put(("bad_input", str(exc)))
+        else:
+            queue.put(("failed", f"{type(exc).__name__}: {exc}"))

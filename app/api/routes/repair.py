@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 import modelstore
@@ -17,6 +18,11 @@ from app.api.deps import admin_access, json_body, service
 from app.api.errors import ServiceError
 from app.api.schemas import RepairRequest
 from app.core.config import Settings
+
+INPUT_CHECK_WAIT_S = 120.0
+"""How long ``POST /repair`` waits for the worker to load and check the model and the data
+(seconds: TensorFlow's import, then the files), so that bad input gets a 422 with its
+reason; past it, the answer is 202 and the job reports the outcome."""
 
 # Access is checked before the body is even parsed: strangers learn nothing from 422s.
 router = APIRouter(tags=["admin"], dependencies=[Depends(admin_access)])
@@ -51,6 +57,10 @@ async def start_repair(request: Request, body: RepairRequest) -> Response:
         "options": body.options.model_dump(mode="json"),
     }
     job = state.jobs.start(pair.name, spec)  # JobConflict: 409
+    # Bad input is the client's to fix: answer it here, with the repair's one line.
+    await run_in_threadpool(job.wait_for_input_check, INPUT_CHECK_WAIT_S)
+    if job.bad_input:
+        raise ServiceError(422, job.error or "the repair refused its inputs")
     body = {"job_id": job.id, "status": job.status, "status_url": f"/repair/{job.id}"}
     return JSONResponse(body, status_code=202)
 

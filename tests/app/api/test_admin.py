@@ -127,10 +127,11 @@ def test_failed_repair_leaves_the_serving_models_untouched(admin_service, tiny_r
     broken = tiny_root / "data" / "demo" / "broken_clean.h5"
     with h5py.File(broken, "w") as handle:
         handle.create_dataset("label", data=[0.0])
-    started = start_repair(url, {"model": "demo", "clean_data": "demo/broken_clean.h5"})
-    assert started.status_code == 202
-    status = wait_for_job(url, started.json()["job_id"])
-    assert status["status"] == "failed" and "data" in status["error"]
+    refused = start_repair(url, {"model": "demo", "clean_data": "demo/broken_clean.h5"})
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert "broken_clean.h5" in error and "lacks dataset(s) ['data']" in error
+    assert "\n" not in error and "Traceback" not in error
     assert served_version(url) == before
     images, _ = h5_images(tiny_root / "data" / "demo" / "clean_test.h5", 1)
     response = httpx.post(url + "/predict", files=[("file", ("a.png", images[0], "image/png"))])
