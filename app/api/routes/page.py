@@ -15,8 +15,9 @@ router = APIRouter(tags=["page"])
 
 PAGE = Path(__file__).resolve().parents[1] / "static" / "index.html"
 PLOTS = (modelstore.PRUNING_PLOT, modelstore.FILTER_PLOT)
-DEMO_FACES = Path("demo") / "faces"
-"""Where the demo build writes faces to try, inside DATA_DIR."""
+FACES = "faces"
+"""Where the demo build writes a model's faces to try: ``DATA_DIR/<model>/faces``, at the
+model's input size."""
 
 
 @router.get("/", include_in_schema=False)
@@ -35,16 +36,23 @@ async def model_plot(request: Request, name: str, plot: str) -> FileResponse:
     return FileResponse(path, media_type="image/png")
 
 
-@router.get("/demo/faces", summary="Names of the demo faces to try (clean and triggered)")
-async def demo_faces(request: Request) -> list[str]:
-    folder = service(request).settings.data_dir / DEMO_FACES
+@router.get("/demo/faces", summary="Names of a model's demo faces to try (clean and triggered)")
+async def demo_faces(request: Request, model: str | None = None) -> list[str]:
+    folder = _faces_folder(request, model)
     return sorted(p.name for p in folder.glob("*.png")) if folder.is_dir() else []
 
 
 @router.get("/demo/faces/{name}", summary="One demo face")
-async def demo_face(request: Request, name: str) -> FileResponse:
-    folder = (service(request).settings.data_dir / DEMO_FACES).resolve()
+async def demo_face(request: Request, name: str, model: str | None = None) -> FileResponse:
+    folder = _faces_folder(request, model).resolve()
     path = (folder / name).resolve()
     if path.parent != folder or path.suffix != ".png" or not path.is_file():
         raise ServiceError(404, f"no demo face {name!r}")
     return FileResponse(path, media_type="image/png")
+
+
+def _faces_folder(request: Request, model: str | None) -> Path:
+    """``DATA_DIR/<model>/faces`` of a served model (the default one when none is named)."""
+    state = service(request)
+    pair = state.pair(model)
+    return state.settings.data_dir / pair.name / FACES

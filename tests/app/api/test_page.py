@@ -100,6 +100,11 @@ def test_a_person_drops_a_clean_and_a_triggered_face(browser, page_service, demo
             expected = f"label {answer['label']} "
         assert _verdict(browser, path.name).startswith(expected)
     assert answers[1]["poisoned"] and answers[1]["bad_label"] == 0  # the trigger is stopped
+    # The demo faces are each model's own, at its input size.
+    named = httpx.get(page_service.url + "/demo/faces?model=demo", timeout=30).json()
+    assert named == sorted(p.name for p in faces.glob("*.png"))
+    unknown = httpx.get(page_service.url + "/demo/faces?model=nope", timeout=30)
+    assert unknown.status_code == 404
     # The demo faces offered by the page itself, each clicked: one answer each.
     browser.execute_script("document.getElementById('results').innerHTML = ''")
     buttons = browser.find_elements(By.CSS_SELECTOR, "#faces button[data-face]")
