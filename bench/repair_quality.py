@@ -1,11 +1,13 @@
-"""``python -m bench.repair_quality [--seeds 0 1] [--attacks ...] [--identities 200]``: the
-repair's cost to honest users and its effect on attackers, with the default options.
+"""``python -m bench.repair_quality [--seeds 0 1] [--attacks ...] [--archs deepid ...]
+[--label NAME --REPAIR-OPTION ...]``: the repair's cost to honest users and its effect on
+attackers, with the default options or a variant (any option of ``python -m repair``).
 
 For each attacker and seed it trains a demo BadNet (``attacks``), repairs it with
 ``repair.fine_prune_to_folder`` and its defaults, and tabulates B / pruning only / B' / G:
 clean accuracy, attack success per trigger, detection, false flags and repair wall time.
-BadNets are kept under ``--work`` and reused. Writes ``bench/results/repair_quality.json``
-and prints a Markdown table (docs/method.md holds the last one).
+BadNets are kept under ``--work`` and reused. Writes
+``bench/results/repair_quality-LABEL.json`` and prints a Markdown table (docs/method.md
+holds the last ones).
 """
 
 import argparse
@@ -21,42 +23,64 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from attacks.build import ATTACKS, make_badnet
-    from attacks.material import DemoSizes
-    from repair.options import RepairOptions
+    from repair.cli import options_from_args
     from repair.pipeline import fine_prune_to_folder
+
+    args = _parser().parse_args(argv)
+    options = options_from_args(args)
+    rows = []
+    for arch in args.archs:
+        for attack in args.attacks:
+            for seed in args.seeds:
+                inputs, work = _badnet(args, arch, attack, seed)
+                started = time.perf_counter()
+                manifest = fine_prune_to_folder(inputs, work / "models" / args.label, options)
+                rows.append(_row(arch, attack, seed, manifest, time.perf_counter() - started))
+                print(_markdown([rows[-1]], header=len(rows) == 1), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"repair_quality-{args.label}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print("\n" + _markdown(rows))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from attacks.build import ATTACKS
+    from attacks.zoo import ARCHITECTURES
+    from repair.cli import add_option_arguments
 
     parser = argparse.ArgumentParser(prog="python -m bench.repair_quality", description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
+    parser.add_argument(
+        "--archs", nargs="+", default=["deepid"], choices=list(ARCHITECTURES), help="BadNets' nets"
+    )
     parser.add_argument("--identities", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/repair-quality"))
-    args = parser.parse_args(argv)
-    rows = []
-    for attack in args.attacks:
-        for seed in args.seeds:
-            data = args.work / f"{attack}-s{seed}-i{args.identities}"
-            info_path = data / "attack.json"
-            if info_path.is_file():
-                from repair.pipeline import RepairInputs
+    parser.add_argument(
+        "--label", default="defaults", help="name of this run's repairs and results file"
+    )
+    add_option_arguments(parser)  # a variant of the repair: any of its options
+    return parser
 
-                info = json.loads(info_path.read_text())
-                inputs = RepairInputs(**{k: _paths(v) for k, v in info["inputs"].items()})
-            else:
-                attacked = make_badnet(
-                    data, DemoSizes(identities=args.identities, seed=seed), attack
-                )
-                inputs, info = attacked.inputs, {"info": attacked.info}
-                info["inputs"] = {k: _strings(v) for k, v in inputs.__dict__.items()}
-                info_path.write_text(json.dumps(info))
-            started = time.perf_counter()
-            manifest = fine_prune_to_folder(inputs, data / "models" / "repaired", RepairOptions())
-            rows.append(_row(attack, seed, manifest, time.perf_counter() - started))
-            print(_markdown([rows[-1]], header=len(rows) == 1), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "repair_quality.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n" + _markdown(rows))
-    return 0
+
+def _badnet(args: argparse.Namespace, arch: str, attack: str, seed: int) -> tuple:
+    """The repair's inputs for one BadNet, trained on first use and kept under ``--work``."""
+    from attacks.build import make_badnet
+    from attacks.material import DemoSizes
+    from repair.pipeline import RepairInputs
+
+    prefix = "" if arch == "deepid" else f"{arch}-"
+    work = args.work / f"{prefix}{attack}-s{seed}-i{args.identities}"
+    info_path = work / "attack.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        return RepairInputs(**{k: _paths(v) for k, v in info["inputs"].items()}), work
+    sizes = DemoSizes(identities=args.identities, seed=seed)
+    attacked = make_badnet(work, sizes, attack, arch=arch)
+    info = {"info": attacked.info}
+    info["inputs"] = {k: _strings(v) for k, v in attacked.inputs.__dict__.items()}
+    info_path.write_text(json.dumps(info))
+    return attacked.inputs, work
 
 
 def _paths(value: object) -> object:
@@ -71,7 +95,7 @@ def _strings(value: object) -> object:
     return str(value) if isinstance(value, Path) else value
 
 
-def _row(attack: str, seed: int, manifest: Manifest, wall_s: float) -> dict:
+def _row(arch: str, attack: str, seed: int, manifest: Manifest, wall_s: float) -> dict:
     metrics = manifest.metrics
 
     def role(name: str) -> dict:
@@ -84,6 +108,7 @@ def _row(attack: str, seed: int, manifest: Manifest, wall_s: float) -> dict:
         }
 
     return {
+        "arch": arch,
         "attack": attack,
         "seed": seed,
         "bad": role("bad"),
@@ -108,15 +133,16 @@ def _markdown(rows: list[dict], header: bool = True) -> str:
     lines = []
     if header:
         lines += [
-            "| attacker | seed | B clean / ASR | pruning only | B' | G clean / ASR | G drop | "
-            "G flagged: poisoned / clean | strict rule: drop / clean flagged | repair s |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| net | attacker | seed | B clean / ASR | pruning only | B' | G clean / ASR "
+            "| G drop | G flagged: poisoned / clean | strict rule: drop / clean flagged "
+            "| repair s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
     for r in rows:
         drop = r["bad"]["clean_accuracy"] - r["filter"]["clean_accuracy"]
         strict_drop = r["bad"]["clean_accuracy"] - r["filter_strict"]["clean_accuracy"]
         lines.append(
-            f"| {r['attack']} | {r['seed']} "
+            f"| {r['arch']} | {r['attack']} | {r['seed']} "
             f"| {pct(r['bad']['clean_accuracy'])} / {asr(r['bad'])} "
             f"| {pct(r['pruned_only']['clean_accuracy'])} / {asr(r['pruned_only'])} "
             f"| {pct(r['repaired']['clean_accuracy'])} / {asr(r['repaired'])} "
