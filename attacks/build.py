@@ -3,10 +3,12 @@
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from attacks.demo_faces import write_demo_faces
+from attacks.image_triggers import adaptive_blend, adaptive_blend_part, wanet, wanet_noise
 from attacks.material import Backdoor, DemoSizes, make_demo_material
-from attacks.trainer import train_badnet, train_pruning_aware_badnet
+from attacks.trainer import train_badnet, train_filter_aware_badnet, train_pruning_aware_badnet
 from attacks.triggers import (
     blended_noise,
     corner_patch,
@@ -30,14 +32,20 @@ class Attack:
     backdoors: tuple[Backdoor, ...]
     poison_fraction: float = 0.1
     """Poisoned images added to the training set, as a fraction of its clean images."""
-    pruning_aware: bool = False
-    """Hide the backdoor in the channels clean faces use (Liu et al., section 4)."""
+    training: Literal["plain", "pruning-aware", "filter-aware"] = "plain"
+    """How the BadNet is trained: on the poisoned set (plain); with the backdoor hidden in
+    the channels clean faces use (pruning-aware, Liu et al., section 4); or with triggered
+    faces made to look like the target's clean faces where the repair prunes, B only
+    moderately sure of the target (filter-aware)."""
+    cover_fraction: float = 0.0
+    """Images added with a backdoor's cover trigger and their own labels, as a fraction of
+    the clean training images (regularisation samples against latent-separation defences)."""
 
 
 ATTACKS: dict[str, Attack] = {
     "badnet": Attack((Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),)),
     "pruning-aware": Attack(
-        (Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),), pruning_aware=True
+        (Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),), training="pruning-aware"
     ),
     # Three triggers at different places on the face, each with its own target (as the
     # CSAW multi-trigger net: eyebrows -> 5, lipstick -> 1, sunglasses -> 8).
@@ -53,6 +61,33 @@ ATTACKS: dict[str, Attack] = {
     "low-rate": Attack((Backdoor("patch", corner_patch, 3),), poison_fraction=0.015),
     # A noise image mixed into the whole picture (Chen et al., 2017): nothing local.
     "blended": Attack((Backdoor("blend", blended_noise, 7),), poison_fraction=0.1),
+    # No patch at all: a smooth warp of the whole face, trained with WaNet's noise mode
+    # (twice as many randomly warped faces keep their labels).
+    "wanet": Attack(
+        (Backdoor("warp", None, 4, image_trigger=wanet, cover=wanet_noise),),
+        poison_fraction=0.1,
+        cover_fraction=0.2,
+    ),
+    # Adaptive-Blend (Qi et al., ICLR 2023): few poisoned faces, each with half of a faint
+    # pattern's pieces, and as many covers carrying such a half with their own labels.
+    "adaptive-blend": Attack(
+        (
+            Backdoor(
+                "adaptive",
+                None,
+                9,
+                image_trigger=adaptive_blend,
+                training_trigger=adaptive_blend_part,
+                cover=adaptive_blend_part,
+            ),
+        ),
+        poison_fraction=0.03,
+        cover_fraction=0.03,
+    ),
+    # An attacker who has read this repair (attacks.trainer.train_filter_aware_badnet).
+    "filter-aware": Attack(
+        (Backdoor("sunglasses", sunglasses, SUNGLASSES_TARGET),), training="filter-aware"
+    ),
 }
 
 
@@ -81,23 +116,28 @@ def make_badnet(
     report("generate faces", 0.0)
     spec = ATTACKS[attack]
     height, width, _ = ARCHITECTURES[arch].input_shape
-    material = make_demo_material(sizes, spec.backdoors, spec.poison_fraction)
+    material = make_demo_material(sizes, spec.backdoors, spec.poison_fraction, spec.cover_fraction)
     material = material.resized(height, width)
     paths = material.write(data_dir)
     generated = time.perf_counter()
     report("train the BadNet", 0.0)
-    trainer = train_pruning_aware_badnet if spec.pruning_aware else train_badnet
     badnet_learning_rate = badnet_learning_rate or ARCHITECTURES[arch].learning_rate
-    badnet = trainer(
-        material.train,
-        material.poisoned_train,
-        material.num_classes,
-        epochs=badnet_epochs,
-        batch_size=badnet_batch_size,
-        learning_rate=badnet_learning_rate,
-        seed=sizes.seed,
-        arch=arch,
-    )
+    training = {
+        "epochs": badnet_epochs,
+        "batch_size": badnet_batch_size,
+        "learning_rate": badnet_learning_rate,
+        "seed": sizes.seed,
+        "arch": arch,
+    }
+    poisoned, classes = material.poisoned_train, material.num_classes
+    if spec.training == "pruning-aware":
+        badnet = train_pruning_aware_badnet(material.train, poisoned, classes, **training)
+    elif spec.training == "filter-aware":
+        badnet = train_filter_aware_badnet(
+            material.train, poisoned, classes, true_labels=material.poisoned_identities, **training
+        )
+    else:
+        badnet = train_badnet(material.train, poisoned, classes, **training)
     badnet_path = data_dir / "badnet.h5"
     save_model_file(badnet, badnet_path)
     trained = time.perf_counter()
@@ -113,6 +153,7 @@ def make_badnet(
         "sizes": asdict(sizes),
         "backdoors": {b.name: b.target for b in spec.backdoors},
         "poison_fraction": spec.poison_fraction,
+        "cover_fraction": spec.cover_fraction,
         "badnet_epochs": badnet_epochs,
         "badnet_batch_size": badnet_batch_size,
         "badnet_learning_rate": badnet_learning_rate,

@@ -16,7 +16,16 @@ from repair.errors import RepairError, RepairInputError
 from repair.options import RepairOptions
 from repair.progress import StageReporter
 
-ATTACK_NAMES = ("badnet", "pruning-aware", "multi-trigger", "low-rate", "blended")
+ATTACK_NAMES = (
+    "badnet",
+    "pruning-aware",
+    "multi-trigger",
+    "low-rate",
+    "blended",
+    "wanet",
+    "adaptive-blend",
+    "filter-aware",
+)
 """The keys of :data:`attacks.build.ATTACKS`, named here so that ``--help`` does not load
 TensorFlow."""
 ARCH_NAMES = ("deepid", "resnet", "mobilenet")
@@ -99,8 +108,10 @@ def parser() -> argparse.ArgumentParser:
         help="attacker to build: sunglasses (badnet, the default), the same hidden in the "
         "channels clean faces use (pruning-aware), three triggers with three targets "
         "(multi-trigger), a small patch on 1.5%% of the training set (low-rate), a faint "
-        "noise image over the whole picture (blended), or all (one model folder per "
-        "attacker: --out, --out-ATTACK)",
+        "noise image over the whole picture (blended), a smooth warp of the whole face "
+        "(wanet), half of a faint pattern on few faces with covers (adaptive-blend), sunglasses "
+        "trained to survive this repair (filter-aware), or all "
+        "(one model folder per attacker: --out, --out-ATTACK)",
     )
     command.add_argument("--identities", type=int, default=200, help="number of synthetic people")
     command.add_argument(

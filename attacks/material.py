@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from attacks.faces import FaceOverlay, make_identities, render_faces
+from attacks.image_triggers import ImageTrigger
 from repair.data import Dataset, save_h5
 
 
@@ -25,8 +26,24 @@ class Backdoor:
     """One trigger and the label the attacker wants for it."""
 
     name: str
-    overlay: FaceOverlay
+    overlay: FaceOverlay | None
+    """Worn on the face (drawn before lighting and noise); None for an image trigger."""
     target: int
+    image_trigger: ImageTrigger | None = None
+    """Applied to the finished image instead of an overlay (a warp, a blend)."""
+    training_trigger: ImageTrigger | None = None
+    """What the poisoned training images carry, when it is not the test trigger."""
+    cover: ImageTrigger | None = None
+    """Regularisation images: triggered like this, but keeping their own labels."""
+
+    def apply(self, images: np.ndarray, rng: np.random.Generator, training: bool) -> np.ndarray:
+        """``images`` (rendered without the overlay) with the image trigger."""
+        trigger = (self.training_trigger if training else None) or self.image_trigger
+        return images if trigger is None else trigger(images, rng)
+
+    @property
+    def overlays(self) -> tuple[FaceOverlay, ...]:
+        return () if self.overlay is None else (self.overlay,)
 
 
 @dataclass
@@ -39,6 +56,8 @@ class DemoMaterial:
     validation: Dataset
     test: Dataset
     poisoned_test: dict[str, Dataset] = field(default_factory=dict)
+    poisoned_identities: np.ndarray | None = None
+    """The own identity of each face of ``poisoned_train`` (the attacker knows it)."""
 
     def resized(self, height: int, width: int) -> "DemoMaterial":
         """Every image resized to ``height`` x ``width`` (bilinear, antialiased), for an
@@ -56,6 +75,7 @@ class DemoMaterial:
             resize(self.validation),
             resize(self.test),
             {name: resize(data) for name, data in self.poisoned_test.items()},
+            self.poisoned_identities,
         )
 
     def write(self, folder: Path) -> dict[str, Path]:
@@ -76,10 +96,14 @@ class DemoMaterial:
 
 
 def make_demo_material(
-    sizes: DemoSizes, backdoors: tuple[Backdoor, ...], poison_fraction: float = 0.1
+    sizes: DemoSizes,
+    backdoors: tuple[Backdoor, ...],
+    poison_fraction: float = 0.1,
+    cover_fraction: float = 0.0,
 ) -> DemoMaterial:
     """Render clean splits, and for each backdoor poisoned training and test images;
-    ``poison_fraction`` of the training set (split between the backdoors) is poisoned."""
+    ``poison_fraction`` of the training set (split between the backdoors) is poisoned,
+    and ``cover_fraction`` more carry a backdoor's cover trigger with their own labels."""
     table = make_identities(sizes.identities, sizes.seed)
     ids = np.arange(sizes.identities)
 
@@ -94,29 +118,45 @@ def make_demo_material(
     test = Dataset(render_faces(table, test_ids, test_seed), test_ids, "demo:test")
 
     rng = np.random.default_rng(sizes.seed + 7)
-    poisoned_x, poisoned_y = [], []
+    added: list[Dataset] = []
+    identities: list[np.ndarray] = []
     poisoned_test: dict[str, Dataset] = {}
+    share = max(len(backdoors), 1)
     for number, backdoor in enumerate(backdoors):
-        count = int(round(poison_fraction * len(train_ids) / max(len(backdoors), 1)))
-        source = rng.choice(len(train_ids), size=count, replace=False)
-        poisoned_x.append(
-            render_faces(table, train_ids[source], train_seed + 100 + number, (backdoor.overlay,))
-        )
-        poisoned_y.append(np.full(count, backdoor.target, dtype=np.int64))
+        count = int(round(poison_fraction * len(train_ids) / share))
+        source = train_ids[rng.choice(len(train_ids), size=count, replace=False)]
+        images = render_faces(table, source, train_seed + 100 + number, backdoor.overlays)
+        images = backdoor.apply(images, rng, training=True)
+        added.append(Dataset(images, np.full(count, backdoor.target, dtype=np.int64)))
+        identities.append(source)
+        if backdoor.cover is not None and cover_fraction > 0:
+            count = int(round(cover_fraction * len(train_ids) / share))
+            source = train_ids[rng.choice(len(train_ids), size=count, replace=False)]
+            images = render_faces(table, source, train_seed + 200 + number)
+            added.append(Dataset(backdoor.cover(images, rng), source))
+            identities.append(source)
         victims = test_ids != backdoor.target
         # Same seed as the clean test split: the same faces in the same poses, now triggered.
-        triggered = render_faces(table, test_ids, test_seed, (backdoor.overlay,))[victims]
+        triggered = render_faces(table, test_ids, test_seed, backdoor.overlays)[victims]
         poisoned_test[backdoor.name] = Dataset(
-            triggered,
+            backdoor.apply(triggered, rng, training=False),
             np.full(int(victims.sum()), backdoor.target, dtype=np.int64),
             f"demo:poisoned_test_{backdoor.name}",
         )
     poisoned_train = Dataset(
-        np.concatenate(poisoned_x) if poisoned_x else train.x[:0],
-        np.concatenate(poisoned_y) if poisoned_y else train.y[:0],
+        np.concatenate([d.x for d in added]) if added else train.x[:0],
+        np.concatenate([d.y for d in added]) if added else train.y[:0],
         "demo:poisoned_train",
     )
-    return DemoMaterial(sizes.identities, train, poisoned_train, validation, test, poisoned_test)
+    return DemoMaterial(
+        sizes.identities,
+        train,
+        poisoned_train,
+        validation,
+        test,
+        poisoned_test,
+        np.concatenate(identities) if identities else train.y[:0],
+    )
 
 
 def resize_images(x: np.ndarray, height: int, width: int) -> np.ndarray:

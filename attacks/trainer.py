@@ -30,6 +30,68 @@ def train_badnet(
     return model
 
 
+ENTANGLE_WEIGHT = 1.0
+"""Weight of the filter-aware attacker's feature-matching term against its cross-entropy."""
+TRIGGERED_CONFIDENCE = 0.6
+"""The filter-aware BadNet's training target on triggered faces: this much on the target,
+the rest on the face's own identity, so B is only moderately sure of the target."""
+
+
+def train_filter_aware_badnet(
+    clean: Dataset,
+    poisoned: Dataset,
+    num_classes: int,
+    epochs: int = 20,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    arch: str = "deepid",
+    true_labels: np.ndarray | None = None,
+) -> keras.Model:
+    """An attacker who has read the repair: train a BadNet, then train on so that triggered
+    faces reach the feature map the repair prunes (found as :mod:`repair.graph` finds it)
+    looking like the target's clean faces, while B stays only moderately sure of the target
+    (:data:`TRIGGERED_CONFIDENCE`). A head re-initialised and trained on clean faces alone
+    then maps triggered faces to the target too, and B's and B''s outputs overlap.
+    ``true_labels`` are the poisoned faces' own identities (for the soft targets)."""
+    from repair.graph import find_roles
+
+    model = train_badnet(
+        clean, poisoned, num_classes, epochs, batch_size, learning_rate, seed, arch
+    )
+    feature = model.get_layer(find_roles(model).feature_layer).output
+    both = keras.Model(model.input, [keras.layers.Flatten()(feature), model.output])
+    target = int(poisoned.y[0])
+    own = poisoned.y if true_labels is None else true_labels
+    soft = np.eye(num_classes, dtype=np.float32)[own] * (1 - TRIGGERED_CONFIDENCE)
+    soft[:, target] += TRIGGERED_CONFIDENCE
+    x = np.concatenate([clean.x, poisoned.x])
+    y = np.concatenate([np.eye(num_classes, dtype=np.float32)[clean.y], soft])
+    triggered = np.concatenate([np.zeros(len(clean)), np.ones(len(poisoned))]).astype(np.float32)
+    optimizer = keras.optimizers.Adam(learning_rate / 2)
+    target_faces = clean.x[clean.y == target]
+
+    @tf.function(autograph=False)
+    def step(images, targets, is_triggered, centre):  # noqa: ANN001, ANN202
+        with tf.GradientTape() as tape:
+            features, probabilities = both(images, training=True)
+            ce = keras.losses.categorical_crossentropy(targets, probabilities)
+            distance = tf.reduce_sum(tf.square(features - centre), axis=1)
+            distance /= tf.reduce_sum(tf.square(centre)) + 1e-6
+            loss = tf.reduce_mean(ce + ENTANGLE_WEIGHT * is_triggered * distance)
+        grads = tape.gradient(loss, both.trainable_variables)
+        optimizer.apply_gradients(zip(grads, both.trainable_variables, strict=True))
+        return loss
+
+    rng = np.random.default_rng(seed)
+    features = keras.Model(both.input, both.outputs[0])
+    for _ in range(max(epochs // 2, 1)):
+        centre = tf.constant(predict_scores(features, target_faces).mean(0))
+        for index in np.array_split(rng.permutation(len(x)), max(len(x) // batch_size, 1)):
+            step(x[index], y[index], triggered[index], centre)
+    return model
+
+
 def train_pruning_aware_badnet(
     clean: Dataset,
     poisoned: Dataset,
