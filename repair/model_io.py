@@ -57,11 +57,16 @@ def load_model_file(path: str | Path) -> keras.Model:
 
 
 def _load_h5(path: Path) -> keras.Model:
-    with h5py.File(path, "r") as handle:
-        layout = _detect_layout(path, handle)
-        config = handle.attrs.get("model_config")
-        num_classes = _weights_file_classes(path, handle) if layout == "weights" else 0
-        layer_names = _layer_names(handle) if layout == "weights" else []
+    try:
+        with h5py.File(path, "r") as handle:
+            layout = _detect_layout(path, handle)
+            config = handle.attrs.get("model_config")
+            num_classes = _weights_file_classes(path, handle) if layout == "weights" else 0
+            layer_names = _layer_names(handle) if layout == "weights" else []
+    except OSError as exc:
+        raise RepairInputError(
+            f"{path}: not a readable HDF5 file ({exc}); expected {EXPECTED}"
+        ) from exc
     if layout == "full":
         if isinstance(config, bytes):
             config = config.decode("utf-8")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from repair.data import load_dataset
+from repair.graph import mask_layer
 from repair.keras_env import keras
 from repair.model_io import load_model_file
 
@@ -91,12 +92,17 @@ def test_repaired_model_loads_plainly_with_pruned_channels_zero_and_sparse(
     repaired = keras.models.load_model(folder / "repaired.h5", compile=False)  # no custom objects
     assert not any("prune" in layer.name for layer in repaired.layers)
     pruning = demo_manifest["pruning"]
-    kernel, bias = repaired.get_layer(pruning["layer"]).get_weights()
     channels = pruning["pruned_channels"]
     assert channels, "the demo prunes some channels"
-    assert np.all(kernel[..., channels] == 0) and np.all(bias[channels] == 0)
+    # The mask sits on the pruned feature map, 0 on the pruned channels and 1 elsewhere.
+    mask = mask_layer(repaired)
+    assert mask.inbound_nodes[0].inbound_layers.name == pruning["layer"]
+    (weights,) = mask.get_weights()
+    expected = np.ones(pruning["channels"], np.float32)
+    expected[channels] = 0.0
+    np.testing.assert_array_equal(weights[0, 0, :, 0], expected)
     target = demo_manifest["parameters"]["sparsity"]
-    for name in demo_manifest["parameters"]["sparse_layers"]:
+    for name in pruning["sparse_layers"]:
         weights = repaired.get_layer(name).get_weights()[0]
         assert np.mean(weights == 0) >= target - 0.02
 

@@ -39,7 +39,7 @@ def test_tampered_and_mismatched_folders_are_refused_others_serve(
     assert sorted(registry.pairs()) == ["good"]
     assert "SHA-256" in registry.refused["tampered"]
     assert "differ in input shape or class count" in registry.refused["mismatch"]
-    assert "not an HDF5 file" in registry.refused["not_a_model"]
+    assert "not a model file" in registry.refused["not_a_model"]
 
 
 def test_new_version_is_picked_up_and_missing_folder_dropped(
