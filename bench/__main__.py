@@ -17,15 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-import app  # noqa: F401 - Keras 2 environment before TensorFlow loads
-from bench.load import LoadResult, multipart_body, require_hey, run_hey, v2_body
+from bench.load import multipart_body, require_hey, run_hey, v2_body
 from bench.model_limit import LARGE_BATCH
 from bench.process import ROOT, ServerProcess
+from modelstore import Manifest, ModelFolder, read_manifest
 
 RESULTS = ROOT / "bench" / "results"
 WORKER_COUNTS = (1, 2)
@@ -38,97 +38,148 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="leave out the PyTriton peer")
     args = parser.parse_args(argv)
     require_hey()
-    duration = 4.0 if args.quick else 15.0
-    folder = args.models_dir / "demo"
-    if not (folder / "manifest.json").is_file():
-        print(f"bench: {folder} is missing; building the demo models first", file=sys.stderr)
+    folder = ModelFolder(args.models_dir / "demo")
+    if not folder.manifest.is_file():
+        print(f"bench: {folder.path} is missing; building the demo models first", file=sys.stderr)
         env = {**os.environ, "PY": sys.executable, "MODELS_DIR": str(args.models_dir)}
         subprocess.run([str(ROOT / "scripts" / "build_models.sh")], env=env, check=True)
-    images = _demo_images(folder)
-    results: dict = {"machine": _machine(), "quick": args.quick, "duration_s": duration}
+    manifest = read_manifest(folder.manifest)
+    run = _Run.prepare(args.models_dir, manifest, 4.0 if args.quick else 15.0)
+    results: dict = {"machine": _machine(), "quick": args.quick, "duration_s": run.duration}
+    results["model_limit"] = _model_limit(folder.path, run.duration)
+    results["http_limit"] = _http_limits(run)
+    results["naive"] = _naive(run)
+    results["product"], results["peers"] = _products(run, folder.path, not args.no_peers)
+    results["repair"] = {
+        "timings_s": manifest.timings_s,
+        "demo_timings_s": (manifest.demo or {}).get("timings_s"),
+    }
+    results["ratios_by_configuration"], results["ratios"] = _all_ratios(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(_table(results))
+    return 0
 
-    results["model_limit"] = _model_limit(folder, duration)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
-    single, single_type = multipart_body(images[:1], tmp)
-    many, many_type = multipart_body(images[:32], tmp)
-    pixels = _pixels(images)
-    v2_single, v2_many = v2_body(pixels[:1], tmp), v2_body(pixels[:32], tmp)
-    env = {"MODELS_DIR": str(args.models_dir), "DEFAULT_MODEL": "demo", "WORKERS": "1"}
 
-    def load(url: str, body: Path, kind: str, c: int, n: int, headers=None) -> LoadResult:  # noqa: ANN001
-        run_hey(url, body, kind, c, 1.0, n, headers)  # warm-up
-        return run_hey(url, body, kind, c, duration, n, headers)
+@dataclass(frozen=True)
+class _Run:
+    """What every measurement of one run shares: request bodies, the servers' settings and
+    how long each load runs."""
 
-    def v2_points(url: str) -> dict:
-        infer = url + "/v2/models/demo/infer"
-        (one, kind, headers), (many_body, _, many_headers) = v2_single, v2_many
-        runs = {f"single_c{c}": asdict(load(infer, one, kind, c, 1, headers)) for c in (1, 8, 64)}
-        runs["batch32_c8"] = asdict(load(infer, many_body, kind, 8, 32, many_headers))
+    tmp: Path
+    duration: float
+    env: dict[str, str]
+    pixels: np.ndarray
+    single: tuple[Path, str]
+    many: tuple[Path, str]
+    v2_single: tuple[Path, str, dict[str, str]]
+    v2_many: tuple[Path, str, dict[str, str]]
+
+    @classmethod
+    def prepare(cls, models_dir: Path, manifest: Manifest, duration: float) -> "_Run":
+        tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+        images = _demo_images(manifest)
+        pixels = _pixels(images)
+        return cls(
+            tmp=tmp,
+            duration=duration,
+            env={"MODELS_DIR": str(models_dir), "DEFAULT_MODEL": "demo", "WORKERS": "1"},
+            pixels=pixels,
+            single=multipart_body(images[:1], tmp),
+            many=multipart_body(images[:32], tmp),
+            v2_single=v2_body(pixels[:1], tmp),
+            v2_many=v2_body(pixels[:32], tmp),
+        )
+
+    def load(
+        self, url: str, body: Path, kind: str, c: int, n: int, headers: dict | None = None
+    ) -> dict:
+        """A warm-up second, then ``duration`` seconds of load at concurrency ``c``."""
+        run_hey(url, body, kind, c, 1.0, n, headers)
+        return asdict(run_hey(url, body, kind, c, self.duration, n, headers))
+
+    def upload_points(self, url: str, concurrencies: tuple[int, ...]) -> dict:
+        """Single-image uploads at each concurrency, and 32-image uploads at 8."""
+        (one, kind), (many, many_kind) = self.single, self.many
+        runs = {f"single_c{c}": self.load(url, one, kind, c, 1) for c in concurrencies}
+        runs["batch32_c8"] = self.load(url, many, many_kind, 8, 32)
         return runs
 
-    results["http_limit"] = {}
-    for workers in WORKER_COUNTS:
-        with _server(
-            env, tmp / f"http{workers}.log", "bench.servers:http_limit_app", "/docs", workers
-        ) as server:
-            url = server.url + "/predict"
-            runs = {f"c{c}": asdict(load(url, single, single_type, c, 1)) for c in (1, 64)}
-            runs["batch32_c8"] = asdict(load(url, many, many_type, 8, 32))
-            results["http_limit"][f"workers{workers}"] = runs
-    with _server(env, tmp / "naive.log", "bench.servers:naive_app", "/docs") as server:
-        results["naive"] = {
-            "c64": asdict(load(server.url + "/predict", single, single_type, 64, 1))
-        }
+    def v2_points(self, url: str) -> dict:
+        """The same over the Open Inference Protocol."""
+        infer = url + "/v2/models/demo/infer"
+        (one, kind, headers), (many, _, many_headers) = self.v2_single, self.v2_many
+        runs = {f"single_c{c}": self.load(infer, one, kind, c, 1, headers) for c in (1, 8, 64)}
+        runs["batch32_c8"] = self.load(infer, many, kind, 8, 32, many_headers)
+        return runs
 
+
+def _http_limits(run: _Run) -> dict:
+    """The service's HTTP stack decoding the same uploads with no model, per worker count."""
+    limits = {}
+    for workers in WORKER_COUNTS:
+        log = run.tmp / f"http{workers}.log"
+        with _server(run.env, log, "bench.servers:http_limit_app", "/docs", workers) as server:
+            runs = run.upload_points(server.url + "/predict", (1, 64))
+            limits[f"workers{workers}"] = {k.removeprefix("single_"): v for k, v in runs.items()}
+    return limits
+
+
+def _naive(run: _Run) -> dict:
+    (one, kind) = run.single
+    with _server(run.env, run.tmp / "naive.log", "bench.servers:naive_app", "/docs") as server:
+        return {"c64": run.load(server.url + "/predict", one, kind, 64, 1)}
+
+
+PRODUCT_CONFIGURATIONS = {
+    "workers1": {"WORKERS": "1"},
+    # The serving image's runtime: the published pair.onnx alone, no TensorFlow.
+    "workers1_onnx": {"WORKERS": "1", "RUNTIME": "onnx"},
+    # TensorFlow's frozen graph for every batch size (no ONNX).
+    "workers1_tf": {"WORKERS": "1", "RUNTIME": "tf"},
+    "workers2": {"WORKERS": "2"},
+}
+
+
+def _products(run: _Run, folder: Path, with_peers: bool) -> tuple[dict, dict | None]:
+    """The real service in each configuration; the peer beside the default one."""
     product: dict = {}
-    configurations = {
-        "workers1": {"WORKERS": "1"},
-        # The serving image's runtime: the published pair.onnx alone, no TensorFlow.
-        "workers1_onnx": {"WORKERS": "1", "RUNTIME": "onnx"},
-        # TensorFlow's frozen graph for every batch size (no ONNX).
-        "workers1_tf": {"WORKERS": "1", "RUNTIME": "tf"},
-        "workers2": {"WORKERS": "2"},
-    }
-    for key, extra in configurations.items():
+    peers = None
+    for key, extra in PRODUCT_CONFIGURATIONS.items():
         workers = int(extra["WORKERS"])
         started = time.perf_counter()
-        with _server(
-            {**env, **extra}, tmp / f"product-{key}.log", "app.main:create_app", "/ready", workers
-        ) as server:
+        log = run.tmp / f"product-{key}.log"
+        env = {**run.env, **extra}
+        with _server(env, log, "app.main:create_app", "/ready", workers) as server:
             ready_s = time.perf_counter() - started
             rss_start = server.rss_mb()
-            url = server.url + "/predict"
-            runs = {
-                f"single_c{c}": asdict(load(url, single, single_type, c, 1)) for c in (1, 8, 64)
-            }
-            runs["batch32_c8"] = asdict(load(url, many, many_type, 8, 32))
-            if key == "workers1" and not args.no_peers:
-                runs["v2"] = v2_points(server.url)
-                results["peers"] = _peers(folder, server.url, pixels, v2_points, tmp)
+            runs = run.upload_points(server.url + "/predict", (1, 8, 64))
+            if key == "workers1" and with_peers:
+                runs["v2"] = run.v2_points(server.url)
+                peers = _peers(folder, server.url, run)
             product[key] = {
                 "start_to_ready_s": round(ready_s, 2),
                 "rss_mb_start": round(rss_start, 1),
                 "rss_mb_end": round(server.rss_mb(), 1),
                 **runs,
             }
-    results["product"] = product
-    manifest = json.loads((folder / "manifest.json").read_text())
-    results["repair"] = {
-        "timings_s": manifest.get("timings_s"),
-        "demo_timings_s": manifest.get("demo", {}).get("timings_s"),
-    }
+    return product, peers
+
+
+def _all_ratios(results: dict) -> tuple[dict, dict]:
+    """The ratios per configuration, and the headline ones (one worker, RUNTIME=auto)."""
+    product = results["product"]
     limit = max(
         v["images_per_s"]
         for k, v in results["model_limit"].items()
         if isinstance(v, dict) and k.endswith(f"_b{LARGE_BATCH}")
     )
     naive = results["naive"]["c64"]["requests_per_s"]
-    results["ratios_by_configuration"] = {
+    by_configuration = {
         key: _ratios(runs, results["http_limit"][key.split("_")[0]], limit, naive)
         for key, runs in product.items()
     }
-    # Headline: the default configuration (one worker, RUNTIME=auto).
-    ratios = dict(results["ratios_by_configuration"]["workers1"])
+    ratios = dict(by_configuration["workers1"])
     onnx, tf, auto = product["workers1_onnx"], product["workers1_tf"], product["workers1"]
     for name, other in (("tf", tf), ("auto", auto)):
         ratios[f"onnx_vs_{name}_single_c64"] = (
@@ -149,23 +200,19 @@ def main(argv: list[str] | None = None) -> int:
             ratios[f"service_vs_{peer}_{point}"] = (
                 ours[point]["requests_per_s"] / runs[point]["requests_per_s"]
             )
-    results["ratios"] = ratios
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(_table(results))
-    return 0
+    return by_configuration, ratios
 
 
-def _peers(folder: Path, service_url: str, pixels: np.ndarray, v2_points, tmp: Path) -> dict:  # noqa: ANN001
+def _peers(folder: Path, service_url: str, run: _Run) -> dict:
     """The same requests against PyTriton, after checking it answers like the service."""
     from bench.peers import PyTritonPeer, same_answers
 
-    peer = PyTritonPeer(folder, tmp / "pytriton.log")
+    peer = PyTritonPeer(folder, run.tmp / "pytriton.log")
     try:
         ready_s = peer.wait_ready()
-        if not same_answers(service_url, peer.url, "demo", pixels[:32]):
+        if not same_answers(service_url, peer.url, "demo", run.pixels[:32]):
             raise SystemExit("bench: PyTriton answers differently from the service; not timed")
-        return {"pytriton": {"start_to_ready_s": round(ready_s, 2), **v2_points(peer.url)}}
+        return {"pytriton": {"start_to_ready_s": round(ready_s, 2), **run.v2_points(peer.url)}}
     finally:
         peer.stop()
 
@@ -209,12 +256,11 @@ class _server:
         self.process.stop()
 
 
-def _demo_images(folder: Path) -> list[bytes]:
+def _demo_images(manifest: Manifest) -> list[bytes]:
     import h5py
     from PIL import Image
 
-    manifest = json.loads((folder / "manifest.json").read_text())
-    path = Path(manifest["inputs"]["clean_test"]["path"])
+    path = Path(manifest.inputs["clean_test"]["path"])
     with h5py.File(path, "r") as handle:
         pixels = np.asarray(handle["data"][:32]).transpose(0, 2, 3, 1)
     out = []
