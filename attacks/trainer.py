@@ -72,7 +72,7 @@ def train_filter_aware_badnet(
     target_faces = clean.x[clean.y == target]
 
     @tf.function(autograph=False)
-    def step(images, targets, is_triggered, centre):  # noqa: ANN001, ANN202
+    def step(images, targets, is_triggered, centre):
         with tf.GradientTape() as tape:
             features, probabilities = both(images, training=True)
             ce = keras.losses.categorical_crossentropy(targets, probabilities)

@@ -110,7 +110,7 @@ def run_hey(
     )
 
 
-def v2_body(pixels, folder: Path) -> tuple[Path, str, dict[str, str]]:  # noqa: ANN001
+def v2_body(pixels, folder: Path) -> tuple[Path, str, dict[str, str]]:
     """An Open Inference Protocol request for uint8 ``pixels`` (N, H, W, 3), binary tensor
     data with binary outputs, written to a file: its path, content type and headers."""
     import json

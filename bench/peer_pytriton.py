@@ -35,7 +35,7 @@ def main() -> None:
     poisoned = manifest.poisoned_label
     height, width, channels = manifest.input_shape
 
-    def instance():  # noqa: ANN202 - one session per instance, one thread each, as the service
+    def instance():  # one session per instance, one thread each, as the service
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1

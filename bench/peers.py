@@ -85,7 +85,7 @@ class PyTritonPeer:
         self._log.close()
 
 
-def same_answers(service_url: str, peer_url: str, model: str, pixels) -> bool:  # noqa: ANN001
+def same_answers(service_url: str, peer_url: str, model: str, pixels) -> bool:
     """Whether the service's /v2 API and the peer label ``pixels`` alike (checked before
     either is timed)."""
     import numpy as np

@@ -22,6 +22,7 @@ from app.api.request_metrics import RequestMetrics
 from app.api.uploads import decode_uploads, read_uploads
 from app.core.config import load_settings, telemetry_config
 from app.serving import heap
+from app.serving.pair import model_input
 from modelstore import ModelFolder, read_manifest
 
 SETTINGS = load_settings()
@@ -92,8 +93,10 @@ async def naive(request: Request) -> dict:
     bad, repaired = _naive_models()
 
     def run() -> list[dict]:
-        x = np.stack(
-            [decode_image(d, n, SIZE_HW, SETTINGS.max_image_pixels).pixels for n, d in uploads]
+        x = model_input(
+            np.stack(
+                [decode_image(d, n, SIZE_HW, SETTINGS.max_image_pixels).rgb for n, d in uploads]
+            )
         )
         b = bad.predict(x, verbose=0).argmax(1)
         r = repaired.predict(x, verbose=0).argmax(1)

@@ -177,8 +177,8 @@ def _check_answers(versions_dir: Path, images: list, result: dict) -> dict:
         pair = load_pair(folder, "demo")
         expected = []
         for name, data in images:
-            pixels = decode_image(data, name, pair.input_shape[:2], 4096 * 4096).pixels
-            one = pair.classify(pixels[None])
+            rgb = decode_image(data, name, pair.input_shape[:2], 4096 * 4096).rgb
+            one = pair.classify(rgb[None])
             expected.append((int(one.label[0]), int(one.bad_label[0]), int(one.repaired_label[0])))
         wrong = 0
         for index, answered_version, prediction in result["answers"]:

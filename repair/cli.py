@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except RepairInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (RepairError, Exception) as exc:  # noqa: BLE001 - the CLI reports every failure
+    except (RepairError, Exception) as exc:  # the CLI reports every failure
         print(f"repair failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

@@ -18,7 +18,7 @@ OUTPUTS = modelstore.PAIR_OUTPUTS
 OPSET = 17
 
 
-def fuse(bad: keras.Model, repaired: keras.Model, temperature: float = 1.0):  # noqa: ANN201
+def fuse(bad: keras.Model, repaired: keras.Model, temperature: float = 1.0):
     """One ``tf.function`` running both nets on the same batch, returning :data:`OUTPUTS`;
     the overlap is of both outputs softened at ``temperature`` (:mod:`repair.filter_rule`
     defines it and the support)."""
@@ -54,7 +54,7 @@ def fuse(bad: keras.Model, repaired: keras.Model, temperature: float = 1.0):  # 
     return fused
 
 
-def to_onnx(fused) -> bytes:  # noqa: ANN001 - a tf.function from :func:`fuse`
+def to_onnx(fused) -> bytes:  # a tf.function from :func:`fuse`
     """The fused graph as an ONNX model (tf2onnx), with an ``images`` input."""
     import tf2onnx
 

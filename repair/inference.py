@@ -19,7 +19,7 @@ def predict_scores(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> 
     return np.concatenate(parts)
 
 
-def compiled_call(model: keras.Model):  # noqa: ANN201 - a tf.function
+def compiled_call(model: keras.Model):  # a tf.function
     """The model's forward pass as a ``tf.function``, made once per model and kept on it."""
     call = getattr(model, "_compiled_inference", None)
     if call is None:

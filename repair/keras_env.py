@@ -23,7 +23,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 VERBOSE = os.environ.get("LOG_LEVEL", "").lower() in ("debug", "trace")
 
 
-def _import_tensorflow():  # noqa: ANN202 - the tensorflow module
+def _import_tensorflow():  # the tensorflow module
     if VERBOSE:
         import tensorflow
 
@@ -96,7 +96,7 @@ def tfmot_sparsity():  # type: ignore[no-untyped-def]
     return tfmot.sparsity.keras
 
 
-def trace_as_written(function):  # noqa: ANN001, ANN201 - any callable, returned wrapped
+def trace_as_written(function):  # any callable, returned wrapped
     """``function`` marked for TensorFlow to trace as the Python it is, with autograph off.
 
     Autograph rewrites a traced function's source, and every Keras layer call inside it, to
@@ -108,7 +108,7 @@ def trace_as_written(function):  # noqa: ANN001, ANN201 - any callable, returned
     return tf.autograph.experimental.do_not_convert(function)
 
 
-def train_as_written(model) -> None:  # noqa: ANN001 - a keras.Model
+def train_as_written(model) -> None:  # a keras.Model
     """Have ``model.fit`` trace the model class's training step with autograph off
     (:func:`trace_as_written`); calling it again on the same model changes nothing."""
     model.train_step = trace_as_written(types.MethodType(type(model).train_step, model))

@@ -84,7 +84,7 @@ class EpochProgress:
 
 def keras_progress(
     description: str, epochs: int, on_epoch: Callable[[int, int], None] | None = None
-):  # noqa: ANN201 - a keras Callback, whose class needs TensorFlow loaded
+):  # a keras Callback, whose class needs TensorFlow loaded
     """An :class:`EpochProgress` as a Keras callback for ``fit``."""
     from repair.keras_env import keras
 

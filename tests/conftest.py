@@ -194,7 +194,7 @@ def admin_service(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory):
         running.stop()
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+def pytest_terminal_summary(terminalreporter) -> None:  # pytest hook
     """Print how many fuzz cases each fuzzing test ran (docs/reliability.md quotes them)."""
     from tests.support.fuzzing import CASES_RUN
 

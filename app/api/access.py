@@ -24,10 +24,6 @@ class AccessControl:
         self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
 
     @property
-    def keys_required(self) -> bool:
-        return bool(self._keys)
-
-    @property
     def enabled(self) -> bool:
         return bool(self._keys) or self._limit is not None
 

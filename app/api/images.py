@@ -31,17 +31,6 @@ class DecodedImage:
     rgb: np.ndarray
     resized: bool
 
-    @property
-    def pixels(self) -> np.ndarray:
-        """This image alone as the models' input: float32 (H, W, 3) in [0, 1]."""
-        return scale_pixels(self.rgb)
-
-
-def scale_pixels(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB (any leading shape) to the models' float32 input in [0, 1]. The service
-    does this once per batch, in the inference thread, not per image on the event loop."""
-    return rgb.astype(np.float32) / np.float32(255.0)
-
 
 def decode_image(data: bytes, name: str, size_hw: tuple[int, int], max_pixels: int) -> DecodedImage:
     """Decode ``data`` into the model's input, or raise :class:`ServiceError`.

@@ -110,7 +110,7 @@ def _input(spec: object, binary: memoryview, offset: int, max_elements: int) -> 
     return Tensor(name, datatype, tuple(shape), value), offset
 
 
-def _from_json(name: str, datatype: str, data: object, shape: list, count: int):  # noqa: ANN202
+def _from_json(name: str, datatype: str, data: object, shape: list, count: int):
     if datatype == "BYTES":
         items = list(np.asarray(data, dtype=object).reshape(-1)) if count else []
         if len(items) != count or not all(isinstance(i, str) for i in items):

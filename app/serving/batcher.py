@@ -192,7 +192,7 @@ class MicroBatcher:
             result = self._classify(stacked)
             if self._on_batch is not None:
                 self._on_batch(result)
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+        except Exception as exc:  # handed to every waiting request
             self._loop.call_soon_threadsafe(_fail, batch, exc)
             return
         with self._lock:

@@ -105,7 +105,7 @@ class RepairJobs:
             job.version, job.metrics = result[1]["version"], result[1]["metrics"]
             self._on_success(job.model)  # the new version is served before we say so
             outcome = "succeeded"
-        except Exception as exc:  # noqa: BLE001 - every failure is reported on the job
+        except Exception as exc:  # every failure is reported on the job
             error = str(exc)
         finally:
             process.join(timeout=5)
@@ -124,7 +124,7 @@ class RepairJobs:
             self._on_finish(outcome)
 
     @staticmethod
-    def _follow(job: RepairJob, process, queue) -> tuple | None:  # noqa: ANN001
+    def _follow(job: RepairJob, process, queue) -> tuple | None:
         """Read the worker's messages until it reports a result or dies."""
         import queue as queue_module
 
@@ -167,7 +167,7 @@ def _discard_partial(out: Path) -> None:
         log.exception("could not clean partial output of %s", out)
 
 
-def _worker_main(spec: dict, queue) -> None:  # noqa: ANN001 - runs in the worker process
+def _worker_main(spec: dict, queue) -> None:  # runs in the worker process
     """Entry point of the worker process: run the repair, report progress and the result."""
     try:
         import repair
@@ -188,7 +188,7 @@ def _worker_main(spec: dict, queue) -> None:  # noqa: ANN001 - runs in the worke
         )
         metrics = manifest.metrics.model_dump(mode="json") if manifest.metrics else None
         queue.put(("succeeded", {"version": manifest.version, "metrics": metrics}))
-    except BaseException as exc:  # noqa: BLE001 - reported to the service, not raised
+    except BaseException as exc:  # reported to the service, not raised
         from repair.errors import RepairInputError
 
         if isinstance(exc, RepairInputError):

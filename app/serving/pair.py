@@ -17,6 +17,12 @@ class PairRefused(Exception):
     """A model folder that must not be served; the message says why."""
 
 
+def model_input(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (any leading shape) as the models' input: float32 in [0, 1]. The service
+    scales once per batch, in the inference thread, not per image on the event loop."""
+    return rgb.astype(np.float32) / np.float32(255.0)
+
+
 @dataclass(frozen=True)
 class ServedRule:
     """When the pair answers N: ``strict`` (top labels differ) or ``calibrated`` (the
@@ -103,7 +109,7 @@ class ModelPair:
         """The filter's answers for ``batch`` (N, H, W, 3): float32 in [0, 1], or uint8 (the
         service's, scaled here in the inference thread, off the event loop)."""
         if batch.dtype == np.uint8:
-            batch = batch.astype(np.float32) / np.float32(255.0)
+            batch = model_input(batch)
         outputs = self.runtime.run(batch)
         flagged = self.rule.flags(outputs)
         label = np.where(flagged, self.poisoned_label, outputs.bad_label)
@@ -192,7 +198,7 @@ def _published_onnx(
         runtime = OnnxRuntime(folder.pair_onnx.read_bytes(), options.threads)
         probe = np.zeros((1, *manifest.input_shape), np.float32)
         runtime.run(probe)
-    except Exception as exc:  # noqa: BLE001 - any session or shape failure refuses the pair
+    except Exception as exc:  # any session or shape failure refuses the pair
         raise PairRefused(f"{folder.pair_onnx}: ONNX Runtime cannot serve it: {exc}") from exc
     return runtime
 
@@ -235,7 +241,7 @@ def _from_keras(
     return runtime, num_classes, input_shape
 
 
-def _runtime(tfb, fused, input_shape, options, folder, onnx_model) -> Runtime:  # noqa: ANN001
+def _runtime(tfb, fused, input_shape, options, folder, onnx_model) -> Runtime:
     """The backend(s) the settings ask for, each checked against the eager reference."""
     from app.serving.onnx_backend import OnnxRuntime
     from app.serving.runtime import check_matches, probe_images
@@ -255,7 +261,7 @@ def _runtime(tfb, fused, input_shape, options, folder, onnx_model) -> Runtime:  
     try:
         onnx = OnnxRuntime(onnx_model or tfb.to_onnx(fused), options.threads)
         check_matches(onnx, reference, probe)
-    except Exception as exc:  # noqa: BLE001 - conversion or session failure, or a mismatch
+    except Exception as exc:  # conversion or session failure, or a mismatch
         if options.runtime == "onnx":
             raise PairRefused(f"{folder.path}: ONNX Runtime cannot serve this pair: {exc}") from exc
         log.warning("%s: serving with TensorFlow only: %s", folder.path, exc)

@@ -36,13 +36,13 @@ def configure_threads(threads: int) -> bool:
     return True
 
 
-def load_models(bad_path, repaired_path) -> tuple[keras.Model, keras.Model]:  # noqa: ANN001
+def load_models(bad_path, repaired_path) -> tuple[keras.Model, keras.Model]:
     """B and B' from their files (full Keras models or CSAW weight files); raises
     ``repair.RepairError`` for a file that is not one."""
     return repair.load_model_file(bad_path), repair.load_model_file(repaired_path)
 
 
-def fuse(bad: keras.Model, repaired: keras.Model, temperature: float = 1.0):  # noqa: ANN201
+def fuse(bad: keras.Model, repaired: keras.Model, temperature: float = 1.0):
     """B and B' on one batch, giving :data:`app.serving.runtime.OUTPUTS`: the repair's own
     definition of the pair graph (the one it exports to ONNX)."""
     return export.fuse(bad, repaired, temperature)
@@ -53,7 +53,7 @@ class EagerRuntime:
 
     name = "tensorflow-eager"
 
-    def __init__(self, fused) -> None:  # noqa: ANN001 - a tf.function from :func:`fuse`
+    def __init__(self, fused) -> None:  # a tf.function from :func:`fuse`
         self.fused = fused
 
     def run(self, pixels: np.ndarray) -> PairOutputs:
@@ -69,7 +69,7 @@ class FrozenGraphRuntime:
 
     name = "tensorflow"
 
-    def __init__(self, fused, threads: int = 1) -> None:  # noqa: ANN001
+    def __init__(self, fused, threads: int = 1) -> None:
         from tensorflow.python.framework.convert_to_constants import (
             convert_variables_to_constants_v2,  # TF's own freezing (as tf2onnx uses it)
         )
@@ -96,6 +96,6 @@ class FrozenGraphRuntime:
         self._session.close()
 
 
-def to_onnx(fused) -> bytes:  # noqa: ANN001
+def to_onnx(fused) -> bytes:
     """The fused graph as an ONNX model, for folders published without one."""
     return export.to_onnx(fused)

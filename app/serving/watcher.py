@@ -26,7 +26,7 @@ async def watch_models(registry: Registry, interval_s: float) -> None:
             if retired or registry.changes != settled_at:
                 settled_at = registry.changes
                 heap.settle()
-        except Exception:  # noqa: BLE001 - keep watching
+        except Exception:  # keep watching
             log.exception("model refresh failed")
 
 

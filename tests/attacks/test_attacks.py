@@ -65,7 +65,7 @@ def test_demo_cli_attack_choice_is_validated(tmp_path: Path) -> None:
 
 def test_attack_all_prints_each_summary_once(
     tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:  # noqa: ANN001
+) -> None:
     """The command's loop and output, with the builds replaced by the tiny pair's manifest
     (building five BadNets is what the tests above do, one by one)."""
     import attacks.build

@@ -45,7 +45,7 @@ def test_failed_repair_leaves_the_published_folder_untouched(tmp_path: Path) -> 
     assert not list((tmp_path / "models" / ".versions" / "m").glob(".staging-*"))
 
 
-def test_rollback_command(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_rollback_command(tmp_path: Path, capsys) -> None:
     from repair.cli import main
 
     out = tmp_path / "models" / "m"

@@ -120,7 +120,7 @@ def _subclassed() -> keras.Model:
             self.flat = keras.layers.Flatten()
             self.dense = keras.layers.Dense(3, activation="softmax")
 
-        def call(self, x):  # noqa: ANN001, ANN201
+        def call(self, x):
             return self.dense(self.flat(self.conv(x)))
 
     model = Subclassed()
@@ -131,11 +131,11 @@ def _subclassed() -> keras.Model:
 class Doubled(keras.layers.Layer):
     """A custom layer class: its code is not in the file, so it cannot load safely."""
 
-    def call(self, x):  # noqa: ANN001, ANN201
+    def call(self, x):
         return 2 * x
 
 
-def _functional(middle: object = None, activation: str = "softmax", conv: bool = True):  # noqa: ANN202
+def _functional(middle: object = None, activation: str = "softmax", conv: bool = True):
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3)(inputs) if conv else inputs
     if middle is not None:

@@ -22,7 +22,7 @@ def start_repair(url: str, body: dict, headers: dict | None = None) -> httpx.Res
     return HTTP.post(url + "/repair", json=body, headers=headers or AUTH)
 
 
-def wait_for_job(  # noqa: ANN001
+def wait_for_job(
     url: str, job_id: str, timeout_s: float = 300, until=None, poll_s: float = 0.2
 ) -> dict:
     """Poll the job until it is final (or ``until(status)`` holds); return its status."""

@@ -87,7 +87,7 @@ def main(root: Path, attacks: list[str]) -> int:
                 badnet_batch_size=version.badnet_batch_size,
                 badnet_learning_rate=version.badnet_learning_rate,
             )
-        except Exception:  # noqa: BLE001 - report it, build the others
+        except Exception:  # report it, build the others
             traceback.print_exc()
             failed.append(name)
     print(f"attacker builds failed: {failed}" if failed else "attacker builds done", flush=True)

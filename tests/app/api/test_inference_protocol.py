@@ -41,7 +41,7 @@ def _predict_answers(url: str, pngs: list[bytes]) -> list[dict]:
     return httpx.post(url + "/predict", files=files, timeout=60).json()["predictions"]
 
 
-def _infer(client: triton.InferenceServerClient, tensor: triton.InferInput, binary: bool):  # noqa: ANN202
+def _infer(client: triton.InferenceServerClient, tensor: triton.InferInput, binary: bool):
     outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in OUTPUTS]
     return client.infer("demo", [tensor], outputs=outputs, request_id="r1")
 

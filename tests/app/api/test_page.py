@@ -18,7 +18,7 @@ KEY = "page-test-key-4d2e"
 
 
 @pytest.fixture(scope="module")
-def browser():  # noqa: ANN201 - a Selenium WebDriver
+def browser():  # a Selenium WebDriver
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         message = "Chromium not installed (apt-get install chromium chromium-driver)"
         if os.environ.get("CI"):
@@ -53,7 +53,7 @@ def page_service(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
         running.stop()
 
 
-def _verdict(browser, name: str, timeout_s: float = 30) -> str:  # noqa: ANN001
+def _verdict(browser, name: str, timeout_s: float = 30) -> str:
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + timeout_s
@@ -65,7 +65,7 @@ def _verdict(browser, name: str, timeout_s: float = 30) -> str:  # noqa: ANN001
     raise TimeoutError(f"no verdict for {name} on the page")
 
 
-def test_a_person_drops_a_clean_and_a_triggered_face(browser, page_service, demo_root) -> None:  # noqa: ANN001
+def test_a_person_drops_a_clean_and_a_triggered_face(browser, page_service, demo_root) -> None:
     from selenium.webdriver.common.by import By
 
     faces = demo_root / "data" / "demo" / "faces"

@@ -38,7 +38,7 @@ def demo_service(demo_root: Path) -> Iterator[TestClient]:
     yield from _client(demo_root / "models")
 
 
-def _predict(client: TestClient, files: list[tuple[str, bytes]], **params: str):  # noqa: ANN202
+def _predict(client: TestClient, files: list[tuple[str, bytes]], **params: str):
     parts = [("file", (name, data, "image/png")) for name, data in files]
     return client.post("/predict", files=parts, params=params)
 
@@ -134,7 +134,7 @@ def test_csaw_pair_agrees_on_clean_faces_and_flags_triggers(service, csaw_dir: P
         assert p["bad_label"] == 0 and p["label"] == CSAW_CLASSES and p["poisoned"], p
 
 
-def _error(response, status: int) -> str:  # noqa: ANN001 - a client's response
+def _error(response, status: int) -> str:  # a client's response
     assert response.status_code == status, response.text
     body = response.json()
     assert body["status"] == status and body["error"]

@@ -84,7 +84,7 @@ def test_broken_foreign_and_code_carrying_model_files_are_refused_with_a_logged_
     demo = (tiny_root / "models" / "demo").resolve()
     _copy_demo(tiny_root, models / "good")
 
-    def folder(name: str, repaired_writer) -> None:  # noqa: ANN001
+    def folder(name: str, repaired_writer) -> None:
         (models / name).mkdir()
         shutil.copy(demo / "bad.h5", models / name / "bad.h5")
         repaired_writer(models / name / "repaired.h5")
