@@ -189,9 +189,9 @@ def _worker_main(spec: dict, queue) -> None:  # runs in the worker process
         metrics = manifest.metrics.model_dump(mode="json") if manifest.metrics else None
         queue.put(("succeeded", {"version": manifest.version, "metrics": metrics}))
     except BaseException as exc:  # reported to the service, not raised
-        from repair.errors import RepairInputError
+        import repair
 
-        if isinstance(exc, RepairInputError):
+        if isinstance(exc, repair.RepairInputError):
             queue.put(("bad_input", str(exc)))
         else:
             queue.put(("failed", f"{type(exc).__name__}: {exc}"))

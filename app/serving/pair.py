@@ -218,14 +218,14 @@ def _from_keras(
             f"{folder.path}: needs TensorFlow ({exc}); this image serves only folders with a "
             f"published {modelstore.PAIR_ONNX} (RUNTIME=onnx)"
         ) from exc
-    from repair.errors import RepairError
+    import repair
 
     for path in (resolved.bad_model, resolved.repaired_model):
         if not path.is_file():
             raise PairRefused(f"{folder.path}: {path.name} is missing")
     try:
         bad, repaired = tfb.load_models(resolved.bad_model, resolved.repaired_model)
-    except RepairError as exc:
+    except repair.RepairError as exc:
         raise PairRefused(str(exc)) from exc
     if bad.input_shape != repaired.input_shape or bad.output_shape != repaired.output_shape:
         raise PairRefused(

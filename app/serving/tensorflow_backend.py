@@ -13,7 +13,6 @@ import numpy as np
 
 import repair
 from app.serving.runtime import OUTPUTS, PairOutputs
-from repair import export
 from repair.keras_env import keras, tf
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def load_models(bad_path, repaired_path) -> tuple[keras.Model, keras.Model]:
 def fuse(bad: keras.Model, repaired: keras.Model, temperature: float = 1.0):
     """B and B' on one batch, giving :data:`app.serving.runtime.OUTPUTS`: the repair's own
     definition of the pair graph (the one it exports to ONNX)."""
-    return export.fuse(bad, repaired, temperature)
+    return repair.fuse(bad, repaired, temperature)
 
 
 class EagerRuntime:
@@ -98,4 +97,4 @@ class FrozenGraphRuntime:
 
 def to_onnx(fused) -> bytes:
     """The fused graph as an ONNX model, for folders published without one."""
-    return export.to_onnx(fused)
+    return repair.to_onnx(fused)
