@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.service import ROOT
 
 PACKAGES = ("app", "attacks", "bench", "modelstore", "repair")
@@ -79,6 +81,7 @@ def _allowed(module: str, target: str) -> bool:
     return False
 
 
+@pytest.mark.fast
 def test_each_part_imports_only_what_the_architecture_allows() -> None:
     graph = _graph()
     unowned = [m for m in graph if not any(m == p or m.startswith(p + ".") for p in ALLOWED)]
@@ -92,6 +95,7 @@ def test_each_part_imports_only_what_the_architecture_allows() -> None:
     assert broken == []
 
 
+@pytest.mark.fast
 def test_there_are_no_import_cycles() -> None:
     graph = _graph()
     # A package's __init__ re-exporting its own modules is not a cycle between parts.
@@ -117,6 +121,7 @@ def test_there_are_no_import_cycles() -> None:
     assert cycles == []
 
 
+@pytest.mark.fast
 def test_the_batcher_knows_nothing_of_tensorflow_or_http() -> None:
     code = (ROOT / "app" / "serving" / "batcher.py").read_text()
     for word in ("tensorflow", "fastapi", "starlette", "app.api", "repair"):

@@ -2,6 +2,7 @@
 training)."""
 
 import numpy as np
+import pytest
 
 from attacks.build import ATTACKS
 from attacks.cli import ATTACK_NAMES
@@ -15,6 +16,8 @@ from attacks.image_triggers import (
     warp_field,
 )
 from attacks.material import DemoSizes, make_demo_material
+
+pytestmark = pytest.mark.fast
 
 
 def _faces(count: int = 6) -> np.ndarray:

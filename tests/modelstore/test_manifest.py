@@ -7,6 +7,8 @@ import pytest
 
 import modelstore
 
+pytestmark = pytest.mark.fast
+
 
 def test_the_demo_manifest_reads_back_typed(tiny_root: Path) -> None:
     folder = modelstore.ModelFolder(tiny_root / "models" / "demo")

@@ -6,6 +6,8 @@ import pytest
 
 from modelstore import current_version, list_versions, publish, rollback, staging_folder
 
+pytestmark = pytest.mark.fast
+
 
 def _publish(out: Path, version: str, content: str) -> None:
     staging = staging_folder(out)

@@ -20,6 +20,8 @@ from repair.graph import find_roles, set_pruned, with_channel_mask
 from repair.keras_env import keras
 from repair.model_io import load_model_file
 
+pytestmark = pytest.mark.fast
+
 
 def _net(arch: str, classes: int = 7) -> keras.Model:
     built = ARCHITECTURES[arch]

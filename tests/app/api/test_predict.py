@@ -139,34 +139,3 @@ def _error(response, status: int) -> str:  # a client's response
     body = response.json()
     assert body["status"] == status and body["error"]
     return body["error"]
-
-
-def test_upload_errors_get_the_right_status(service, tiny_root: Path) -> None:
-    good, _ = h5_images(tiny_root / "data" / "demo" / "clean_test.h5", 1)
-    assert "not an image" in _error(_predict(service, [("t.png", b"hello, not an image")]), 400)
-    assert "truncated" in _error(
-        _predict(service, [("cut.png", good[0][: len(good[0]) // 2])]), 400
-    )
-    _error(_predict(service, [("empty.png", b"")]), 400)
-    bomb = encode(Image.new("L", (10000, 10000)), "PNG")  # tiny file, 10^8 pixels
-    assert len(bomb) < 1_000_000
-    assert "exceeds" in _error(_predict(service, [("bomb.png", bomb)]), 413)
-    huge = _predict(service, [("huge.png", b"\x89PNG" + b"\0" * (5 * 1024 * 1024))])
-    _error(huge, 413)
-    gif = encode(Image.new("RGB", (47, 55)), "GIF")
-    assert "GIF" in _error(_predict(service, [("a.gif", gif)]), 415)
-    text = service.post("/predict", content=b"abc", headers={"content-type": "text/plain"})
-    _error(text, 415)
-    _error(_predict(service, [("a.png", good[0])], model="nope"), 404)
-    no_file = service.post("/predict", files=[("other", ("a.png", good[0], "image/png"))])
-    _error(no_file, 422)
-    assert service.get("/health").status_code == 200  # still serving
-
-
-@pytest.mark.parametrize("mode", ["RGBA", "P", "L", "CMYK"])
-def test_any_image_mode_is_converted(service, tiny_root: Path, mode: str) -> None:
-    good, _ = h5_images(tiny_root / "data" / "demo" / "clean_test.h5", 1)
-    image = Image.open(io.BytesIO(good[0])).convert(mode)
-    fmt = "JPEG" if mode == "CMYK" else "PNG"
-    response = _predict(service, [(f"m.{fmt.lower()}", encode(image, fmt))])
-    assert response.status_code == 200, response.text

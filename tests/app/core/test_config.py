@@ -8,6 +8,8 @@ import pytest
 from app.core.config import ConfigError, Settings, load_settings
 from tests.support.service import ROOT
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize(
     ("variable", "value"),

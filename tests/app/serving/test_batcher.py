@@ -1,33 +1,39 @@
-"""The micro-batcher in process, on the real demo pair: answers per request, failures
-handed to the batch's requests without stopping the thread, closing with requests still
-queued, and a closed batcher."""
+"""The micro-batcher in process (fast tier), on the fake pair served by ONNX Runtime
+(tests/support/fake_pair.py): answers per request, failures handed to the batch's requests
+without stopping the thread, closing with requests still queued, and a closed batcher."""
 
 import asyncio
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.serving.batcher import BatcherClosed, MicroBatcher
-from app.serving.pair import Classified, load_pair
-from repair.data import load_dataset
+from app.serving.pair import Classified, LoadOptions, ModelPair, load_pair
+from tests.support.fake_pair import INPUT_SHAPE, write_fake_pair
+
+pytestmark = pytest.mark.fast
 
 
-def _faces(tiny_root: Path) -> np.ndarray:
-    data = tiny_root / "data" / "demo"
-    clean = load_dataset(data / "clean_test.h5").x[:24]
-    poisoned = load_dataset(data / "poisoned_test_sunglasses.h5").x[:24]
-    mixed = np.concatenate([clean, poisoned])[np.random.default_rng(0).permutation(48)]
-    return np.round(mixed * 255).astype(np.uint8)
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
+    folder = write_fake_pair(tmp_path_factory.mktemp("fake"))
+    loaded = load_pair(folder, options=LoadOptions(runtime="onnx"))
+    yield loaded
+    loaded.close()
+
+
+def _faces() -> np.ndarray:
+    """48 images, half of them flagged by the fake pair, in a random order."""
+    levels = np.random.default_rng(0).permutation(np.linspace(1, 255, 48))  # none all black
+    return np.broadcast_to(levels[:, None, None, None], (48, *INPUT_SHAPE)).astype(np.uint8)
 
 
 def test_concurrent_submits_get_their_own_answers_and_failures_stay_in_their_batch(
-    tiny_root: Path,
+    pair: ModelPair,
 ) -> None:
-    pair = load_pair(tiny_root / "models" / "demo")
-    faces = _faces(tiny_root)
+    faces = _faces()
     alone = [pair.classify(faces[i : i + 1]).label[0] for i in range(len(faces))]
     poison_pill = np.zeros(faces.shape[1:], np.uint8)  # a batch holding it fails
 
@@ -63,15 +69,13 @@ def test_concurrent_submits_get_their_own_answers_and_failures_stay_in_their_bat
             await batcher.submit(faces[:1])
 
     asyncio.run(scenario())
-    pair.close()
 
 
-def test_two_threads_share_a_long_queue_and_take_turns_on_a_short_one(tiny_root: Path) -> None:
+def test_two_threads_share_a_long_queue_and_take_turns_on_a_short_one(pair: ModelPair) -> None:
     """With ``share_from`` images queued, one thread takes half and an idle one the rest,
     both running at once; below it (and within ``max_batch``), one batch runs at a time
     (no futile small batches)."""
-    pair = load_pair(tiny_root / "models" / "demo")
-    faces = _faces(tiny_root)
+    faces = _faces()
     alone = [pair.classify(faces[i : i + 1]).label[0] for i in range(len(faces))]
     lock = threading.Lock()
     running, most_at_once, calls, threads_seen = 0, 0, 0, set()
@@ -108,4 +112,3 @@ def test_two_threads_share_a_long_queue_and_take_turns_on_a_short_one(tiny_root:
     turns = MicroBatcher(lambda b: classify(b, False), max_batch=64, threads=2, share_from=1000)
     asyncio.run(submit_all(turns))
     assert most_at_once == 1
-    pair.close()
