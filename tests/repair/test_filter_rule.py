@@ -106,3 +106,37 @@ def test_poisoned_data_changes_no_decision_of_the_repair(tiny_root: Path, tmp_pa
     )
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)  # the same repaired net
+
+
+def test_the_numpy_rule_and_the_served_graph_flag_the_same_images(tiny_root: Path) -> None:
+    """The rule on Keras' probabilities (repair.filter_rule) and the service's pair (the
+    exported graph's overlap and support, the manifest's thresholds) answer alike, on
+    clean and triggered faces, in ONNX Runtime and in TensorFlow."""
+    from app.serving.pair import LoadOptions, load_pair
+    from modelstore import read_manifest
+    from repair.data import load_dataset
+    from repair.filter_rule import FilterRule
+    from repair.inference import predict_scores
+
+    folder = tiny_root / "models" / "demo"
+    spec = read_manifest(folder / "manifest.json").filter
+    rule = FilterRule(
+        spec.kind,
+        spec.threshold,
+        spec.false_flag_budget,
+        spec.temperature,
+        support_threshold=spec.support_threshold,
+    )
+    data = tiny_root / "data" / "demo"
+    faces = np.concatenate(
+        [load_dataset(data / name).x for name in ("clean_test.h5", "poisoned_test_sunglasses.h5")]
+    )
+    bad, repaired = (load_model_file(folder / name) for name in ("bad.h5", "repaired.h5"))
+    expected = flagged(rule, predict_scores(bad, faces), predict_scores(repaired, faces))
+    assert 0 < expected.sum() < len(faces)  # both answers occur
+    for runtime in ("onnx", "tf"):
+        pair = load_pair(folder, options=LoadOptions(runtime=runtime))
+        served = pair.classify(faces).flagged
+        pair.close()
+        # Float rounding may move a face that sits on a threshold: at most one in 200.
+        assert np.count_nonzero(served != expected) <= len(faces) // 200, runtime
