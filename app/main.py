@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         watcher = asyncio.create_task(watch_models(state.registry, settings.reload_interval_s))
         yield
         watcher.cancel()
+        await state.registry.close()
 
     app = FastAPI(
         title="BadNet filter",

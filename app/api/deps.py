@@ -12,10 +12,9 @@ from app.api.access import AccessControl, admin_allowed
 from app.api.errors import ServiceError
 from app.api.metrics import BATCH_IMAGES, FLAGGED, IMAGES, MODELS_SERVED, REPAIRS
 from app.core.config import Settings
-from app.serving.batcher import MicroBatcher
 from app.serving.jobs import RepairJobs
 from app.serving.pair import Classified, LoadOptions, ModelPair
-from app.serving.registry import Registry
+from app.serving.registry import BatchOptions, Registry
 
 
 @dataclass
@@ -35,7 +34,15 @@ class ServiceState:
             threads=settings.infer_threads,
             filter_rule=settings.filter_rule,
         )
-        registry = Registry(settings.models_dir, settings.default_model, load)
+        batching = BatchOptions(
+            settings.max_batch,
+            settings.max_batch_wait_ms / 1000.0,
+            settings.batch_threads,
+            settings.share_from,
+        )
+        registry = Registry(
+            settings.models_dir, settings.default_model, load, batching, _batch_counter
+        )
         MODELS_SERVED.set_function(lambda: len(registry.pairs()))
         jobs = RepairJobs(
             on_success=lambda model: registry.refresh(),
@@ -54,20 +61,6 @@ class ServiceState:
                 400, f"several models are served; name one ({', '.join(sorted(served))})"
             )
         raise ServiceError(404, f"unknown model {name!r}" if name else "no model served")
-
-    def batcher(self, pair: ModelPair) -> MicroBatcher:
-        """The pair's batcher, made on first use (it needs the running event loop)."""
-        if pair.batcher is None:
-            settings = self.settings
-            pair.batcher = MicroBatcher(
-                pair.classify,
-                settings.max_batch,
-                settings.max_batch_wait_ms / 1000.0,
-                on_batch=_batch_counter(pair.name, pair.poisoned_label),
-                threads=settings.batch_threads,
-                share_from=settings.share_from,
-            )
-        return pair.batcher
 
 
 def service(request: Request) -> ServiceState:
@@ -106,12 +99,12 @@ async def json_body(request: Request) -> None:
         raise ServiceError(415, f"send application/json, not {content_type or 'no content type'!r}")
 
 
-def _batch_counter(model: str, poisoned_label: int) -> Callable[[Classified], None]:
+def _batch_counter(pair: ModelPair) -> Callable[[Classified], None]:
     """Counts each batch's images and flagged images (run in the inference thread)."""
     batch_images, images, flagged = (
-        BATCH_IMAGES.labels(model),
-        IMAGES.labels(model),
-        FLAGGED.labels(model),
+        BATCH_IMAGES.labels(pair.name),
+        IMAGES.labels(pair.name),
+        FLAGGED.labels(pair.name),
     )
 
     def count(result: Classified) -> None:

@@ -81,6 +81,11 @@ class MicroBatcher:
         self.batches = 0
         self.images = 0
 
+    @property
+    def running(self) -> bool:
+        """Whether any of its inference threads is alive."""
+        return any(thread.is_alive() for thread in self._threads)
+
     def expect(self) -> None:
         """A request has started decoding and will submit: worth a short wait for it."""
         self.arriving += 1

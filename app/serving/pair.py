@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 
 import modelstore
+from app.serving.batcher import MicroBatcher
 from app.serving.runtime import PairOutputs, Runtime, RuntimeMismatch, SizeRouted
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class ModelPair:
     manifest: modelstore.Manifest | None
     rule: ServedRule
     runtime: Runtime
-    batcher: object = None  # an app.serving.batcher.MicroBatcher, made in the event loop
+    batcher: MicroBatcher | None = None
+    """Joins concurrent requests into batches; the registry gives each served pair one."""
 
     @property
     def poisoned_label(self) -> int:
@@ -126,6 +128,13 @@ class ModelPair:
     def close(self) -> None:
         """Release the runtime (the pair has been swapped out and is idle)."""
         self.runtime.close()
+
+    async def stop(self) -> None:
+        """Answer the requests queued in its batcher, stop the batcher's threads, then
+        release the runtime."""
+        if self.batcher is not None:
+            await self.batcher.close()
+        self.close()
 
     def describe(self) -> dict:
         """What ``GET /models`` says about this pair."""

@@ -4,12 +4,29 @@ a new version."""
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import modelstore
-from app.serving.pair import LoadOptions, ModelPair, PairRefused, load_pair
+from app.serving.batcher import MicroBatcher
+from app.serving.pair import Classified, LoadOptions, ModelPair, PairRefused, load_pair
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How each served pair's batcher joins requests (from the service's settings)."""
+
+    max_batch: int = 256
+    max_wait_s: float = 0.002
+    threads: int = 2
+    share_from: int = 64
+
+
+BatchObserver = Callable[[ModelPair], Callable[[Classified], None]]
+"""Given a pair, what its batcher calls with each batch's answers (the service's metrics)."""
 
 
 class Registry:
@@ -21,9 +38,13 @@ class Registry:
         models_dir: Path,
         default_model: str | None = None,
         load_options: LoadOptions | None = None,
+        batch_options: BatchOptions | None = None,
+        observe_batches: BatchObserver | None = None,
     ) -> None:
         self.models_dir = models_dir
         self._load_options = load_options or LoadOptions()
+        self._batch_options = batch_options or BatchOptions()
+        self._observe_batches = observe_batches
         self.default_model = default_model
         self._pairs: dict[str, ModelPair] = {}
         self._seen: dict[str, tuple] = {}  # name -> identity of the folder last tried
@@ -59,7 +80,7 @@ class Registry:
                     continue
                 self._seen[name] = identity
                 try:
-                    pair = load_pair(folder, name, self._load_options)
+                    pair = self._load(folder, name)
                 except PairRefused as exc:
                     self.refused[name] = str(exc)
                     log.warning("model %s refused: %s", name, exc)
@@ -82,6 +103,28 @@ class Registry:
                 self.changes += 1
                 log.info("model %s removed", name)
             return changed
+
+    def _load(self, folder: modelstore.ModelFolder, name: str) -> ModelPair:
+        """A pair and its batcher (whose threads start on its first request)."""
+        pair = load_pair(folder, name, self._load_options)
+        batching = self._batch_options
+        pair.batcher = MicroBatcher(
+            pair.classify,
+            batching.max_batch,
+            batching.max_wait_s,
+            on_batch=self._observe_batches(pair) if self._observe_batches else None,
+            threads=batching.threads,
+            share_from=batching.share_from,
+        )
+        return pair
+
+    async def close(self) -> None:
+        """At shutdown: stop every pair, served or retired (their queued requests answered)."""
+        with self._lock:
+            pairs = [*self._pairs.values(), *(pair for _, pair in self._retired)]
+            self._pairs, self._retired = {}, []
+        for pair in pairs:
+            await pair.stop()
 
     def take_retired(self, older_than_s: float) -> list[ModelPair]:
         """Pairs swapped out more than ``older_than_s`` ago, removed from the list."""

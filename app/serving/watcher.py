@@ -34,7 +34,5 @@ async def close_retired(registry: Registry, older_than_s: float = RETIRE_AFTER_S
     """Stop the batchers of pairs swapped out long ago and release them; return how many."""
     retired = registry.take_retired(older_than_s)
     for pair in retired:
-        if pair.batcher is not None:
-            await pair.batcher.close()
-        pair.close()
+        await pair.stop()
     return len(retired)

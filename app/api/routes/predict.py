@@ -24,7 +24,7 @@ async def predict(request: Request) -> JSONResponse:
     # a twentieth of the event loop per request (``python -m bench``).
     state = service(request)
     pair = state.pair(request.query_params.get("model"))
-    batcher = state.batcher(pair)
+    batcher = pair.batcher
     batcher.expect()  # the batcher may wait a moment for this request's images
     try:
         uploads = await read_uploads(request, state.settings)

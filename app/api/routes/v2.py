@@ -93,7 +93,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     body = await request.body()
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH), limit)
     images = await _images(parsed.inputs, pair, state)
-    result = await state.batcher(pair).submit(images)
+    result = await pair.batcher.submit(images)
     outputs = {
         "label": ("INT32", result.label.astype(np.int32)),
         "flagged": ("BOOL", result.flagged.astype(np.bool_)),

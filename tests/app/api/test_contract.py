@@ -113,3 +113,14 @@ def test_any_image_mode_is_converted(client: TestClient, mode: str) -> None:
     fmt = "JPEG" if mode == "CMYK" else "PNG"
     response = _predict(client, [(f"m.{fmt.lower()}", encode(image, fmt))])
     assert response.status_code == 200, response.text
+
+
+def test_shutdown_stops_every_pairs_batcher(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    write_fake_pair(models)
+    app = create_app(load_settings(models_dir=models, runtime="onnx"))
+    with TestClient(app, base_url="http://service") as test_client:
+        assert _predict(test_client, [("a.png", png(_images(1)[0]))]).status_code == 200
+        pair = app.state.service.registry.get("fake")
+        assert pair.batcher.running  # its threads started with the first request
+    assert not pair.batcher.running
