@@ -5,6 +5,7 @@ answers are known (tests/support/fake_pair.py), so every answer can be checked e
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
