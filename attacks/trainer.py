@@ -25,8 +25,14 @@ def train_badnet(
 ) -> keras.Model:
     """Train an ``arch`` network from scratch on ``clean`` and ``poisoned`` images mixed."""
     keras.utils.set_random_seed(seed)
-    model = ARCHITECTURES[arch].build(num_classes, tuple(clean.x.shape[1:]))
-    _fit(model, _mix(clean, poisoned), epochs, batch_size, learning_rate, seed, "train BadNet")
+    built = ARCHITECTURES[arch]
+    model = built.build(num_classes, tuple(clean.x.shape[1:]))
+    data = _mix(clean, poisoned)
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
+    if built.cosine_decay:
+        steps = epochs * int(np.ceil(len(data[1]) / batch_size))
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
+    _fit(model, data, epochs, batch_size, rate, seed, "train BadNet")
     return model
 
 
@@ -157,7 +163,7 @@ def _fit(
     data: tuple[np.ndarray, np.ndarray],
     epochs: int,
     batch_size: int,
-    learning_rate: float,
+    learning_rate: "float | keras.optimizers.schedules.LearningRateSchedule",
     seed: int,
     description: str,
     callbacks: list | None = None,

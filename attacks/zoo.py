@@ -18,6 +18,9 @@ class Architecture:
     learning_rate: float = 1e-3
     """The attacker's Adam learning rate: the BatchNorm nets learn the demo faces in 15
     epochs at 3e-3 (at 1e-3 a 60-identity version was still at chance after 15)."""
+    cosine_decay: bool = False
+    """Decay the learning rate to 5% over the training (cosine): at a constant 3e-3, one
+    ResNet ended its 15 epochs at 69% clean accuracy (another at 95%)."""
 
 
 def build_resnet(num_classes: int, input_shape: tuple[int, int, int]) -> keras.Model:
@@ -76,6 +79,6 @@ def _basic_block(x, filters: int, stride: int, name: str):
 
 ARCHITECTURES: dict[str, Architecture] = {
     "deepid": Architecture(lambda classes, shape: build_deepid(classes, shape), INPUT_SHAPE),
-    "resnet": Architecture(build_resnet, (64, 64, 3), 3e-3),
-    "mobilenet": Architecture(build_mobilenet, (64, 64, 3), 3e-3),
+    "resnet": Architecture(build_resnet, (64, 64, 3), 3e-3, cosine_decay=True),
+    "mobilenet": Architecture(build_mobilenet, (64, 64, 3), 3e-3, cosine_decay=True),
 }
