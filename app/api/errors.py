@@ -4,7 +4,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.api.limits import BodyTooLarge
 from app.serving.batcher import BatcherClosed
 from app.serving.jobs import JobConflict
 
@@ -20,6 +19,14 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
 
+class BodyTooLarge(Exception):
+    """The request body went past the upload limit while streaming in."""
+
+    @staticmethod
+    def message(limit: int) -> str:
+        return f"request body exceeds the limit of {limit} bytes"
+
+
 DOMAIN_ERRORS: dict[type[Exception], int] = {
     BatcherClosed: 503,  # the version was swapped out under the request: send it again
     JobConflict: 409,  # a repair of the same model is running
@@ -27,10 +34,20 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None, path: str = ""
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    path: str = "",
+    detail: list[dict] | None = None,
 ) -> JSONResponse:
-    # The Open Inference Protocol's error object is {"error": message} alone.
-    body = {"error": message} if path.startswith("/v2") else {"error": message, "status": status}
+    """The one writer of error bodies: ``{"error", "status"}`` (and ``detail`` for a 422),
+    or on ``/v2`` the Open Inference Protocol's error object, ``{"error"}`` alone."""
+    if path.startswith("/v2"):
+        body: dict = {"error": message}
+    else:
+        body = {"error": message, "status": status}
+        if detail is not None:
+            body["detail"] = detail
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -52,11 +69,11 @@ def install_error_handlers(app: FastAPI, max_upload_bytes: int) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
-        message = f"request body exceeds the limit of {max_upload_bytes} bytes"
+        message = BodyTooLarge.message(max_upload_bytes)
         return error_response(413, message, path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
@@ -65,4 +82,4 @@ def install_error_handlers(app: FastAPI, max_upload_bytes: int) -> None:
             {"loc": [str(p) for p in error["loc"]], "msg": error["msg"], "type": error["type"]}
             for error in exc.errors()
         ]
-        return JSONResponse({"error": problems, "status": 422, "detail": detail}, status_code=422)
+        return error_response(422, problems, path=request.url.path, detail=detail)

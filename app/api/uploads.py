@@ -8,9 +8,8 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from app.api.errors import ServiceError
+from app.api.errors import BodyTooLarge, ServiceError
 from app.api.images import DecodedImage, decode_image
-from app.api.limits import BodyTooLarge
 from app.core.config import Settings
 
 INLINE_DECODE_BYTES = 64 * 1024

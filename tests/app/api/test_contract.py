@@ -125,3 +125,16 @@ def test_shutdown_stops_every_pairs_batcher(tmp_path: Path) -> None:
         pair = app.state.service.registry.get("fake")
         assert pair.batcher.running  # its threads started with the first request
     assert not pair.batcher.running
+
+
+def test_size_limits_answer_in_each_apis_error_shape(client: TestClient) -> None:
+    """The size-limit middleware writes its 413 and 431 through the service's one error
+    writer: ``{"error", "status"}``, and the Open Inference Protocol's ``{"error"}`` on /v2."""
+    body = b"\0" * (5 * 1024 * 1024)
+    predict = client.post("/predict", content=body, headers={"content-type": "image/png"})
+    assert predict.status_code == 413 and predict.json()["status"] == 413
+    v2 = client.post("/v2/models/fake/infer", content=body)
+    assert v2.status_code == 413 and set(v2.json()) == {"error"}
+    assert "exceeds the limit" in v2.json()["error"]
+    head = client.get("/v2/models/fake", headers={"x-padding": "a" * 20000})
+    assert head.status_code == 431 and set(head.json()) == {"error"}
