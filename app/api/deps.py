@@ -50,10 +50,14 @@ class ServiceState:
         )
         return cls(settings, registry, jobs, AccessControl(settings.api_keys, settings.rate_limit))
 
-    def pair(self, name: str | None) -> ModelPair:
-        """The named pair, or the default; 400 when several serve and none is named, else 404."""
+    def pair(self, name: str | None, version: str | None = None) -> ModelPair:
+        """The named pair (at ``version``, when given), or the default; the one place that
+        decides "unknown model": 400 when several serve and none is named, else 404."""
         pair = self.registry.get(name)
         if pair is not None:
+            if version is not None and version != pair.version:
+                message = f"model {pair.name!r} serves version {pair.version}, not {version!r}"
+                raise ServiceError(404, message)
             return pair
         served = self.registry.pairs()
         if name is None and served:

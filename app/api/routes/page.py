@@ -27,9 +27,7 @@ async def page() -> FileResponse:
 
 @router.get("/models/{name}/{plot}", summary="A served model's plot (pruning.png, filter.png)")
 async def model_plot(request: Request, name: str, plot: str) -> FileResponse:
-    pair = service(request).registry.get(name)
-    if pair is None:
-        raise ServiceError(404, f"unknown model {name!r}")
+    pair = service(request).pair(name)
     path = modelstore.ModelFolder(pair.folder).file(plot)
     if plot not in PLOTS or not path.is_file():
         raise ServiceError(404, f"model {name!r} has no plot {plot!r}; plots are {list(PLOTS)}")

@@ -42,9 +42,7 @@ async def start_repair(request: Request, body: RepairRequest) -> Response:
         raise ServiceError(
             503, "this replica cannot repair (no TensorFlow): set REPAIR_URL to a repair replica"
         )
-    pair = state.registry.get(body.model)
-    if pair is None:
-        raise ServiceError(404, f"unknown model {body.model!r}")
+    pair = state.pair(body.model)
     settings = state.settings
     spec = {
         "model": pair.name,

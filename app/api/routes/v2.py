@@ -57,7 +57,7 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/models/{name}", summary="Model metadata: inputs and outputs")
 @router.get("/models/{name}/versions/{version}", summary="Model metadata of one version")
 async def model_metadata(request: Request, name: str, version: str | None = None) -> dict:
-    pair = _pair(service(request), name, version)
+    pair = service(request).pair(name, version)
     height, width, channels = pair.input_shape
     return {
         "name": pair.name,
@@ -87,7 +87,7 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
 @infer_router.post("/models/{name}/versions/{version}/infer", summary="Classify with one version")
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
     state = service(request)
-    pair = _pair(state, name, version)
+    pair = state.pair(name, version)
     height, width, channels = pair.input_shape
     limit = state.settings.max_files * height * width * channels
     body = await request.body()
@@ -105,15 +105,6 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     }
     content, headers = encode_response(pair.name, pair.version, parsed, outputs)
     return Response(content, headers=headers)
-
-
-def _pair(state: ServiceState, name: str, version: str | None) -> ModelPair:
-    pair = state.registry.get(name)
-    if pair is None:
-        raise ServiceError(404, f"unknown model {name!r}")
-    if version is not None and version != pair.version:
-        raise ServiceError(404, f"model {name!r} serves version {pair.version}, not {version!r}")
-    return pair
 
 
 async def _images(inputs: list, pair: ModelPair, state: ServiceState) -> np.ndarray:
