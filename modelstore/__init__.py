@@ -18,7 +18,14 @@ from modelstore.layout import (
     sha256_file,
     versioned_names,
 )
-from modelstore.manifest import FilterSpec, Manifest, ManifestError, read_manifest
+from modelstore.manifest import (
+    FilterSpec,
+    Manifest,
+    ManifestError,
+    Metrics,
+    RoleMetrics,
+    read_manifest,
+)
 from modelstore.publish import (
     PublishError,
     current_version,
@@ -42,6 +49,8 @@ __all__ = [
     "FilterSpec",
     "Manifest",
     "ManifestError",
+    "Metrics",
+    "RoleMetrics",
     "ModelFolder",
     "PublishError",
     "current_version",

@@ -3,6 +3,7 @@
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.serving.batcher import BatcherClosed
 from app.serving.jobs import JobConflict
@@ -66,6 +67,11 @@ def install_error_handlers(app: FastAPI, max_upload_bytes: int) -> None:
             return error_response(status, str(exc), path=request.url.path)
 
         app.add_exception_handler(error_type, domain_error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own (a body that is not JSON, an unknown path, a wrong method).
+        return error_response(exc.status_code, str(exc.detail), exc.headers, request.url.path)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:

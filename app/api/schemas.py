@@ -1,8 +1,13 @@
-"""Request and response bodies (they also make the OpenAPI schema at /docs)."""
+"""Request and response bodies: every route declares its answer (they also make the
+OpenAPI schema at /docs, against which the fuzzing test checks every answer)."""
+
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+import modelstore
 import repair
+from app.serving.pair import ModelPair, ServedRule
 
 
 class Prediction(BaseModel):
@@ -23,19 +28,141 @@ class Prediction(BaseModel):
     resized: bool = Field(description="the image was resized to the model's input")
 
 
-class Rule(BaseModel):
-    kind: str = Field(description="calibrated or strict")
-    threshold: float | None = Field(description="overlap below which the calibrated rule flags")
-    support_threshold: float | None = Field(
-        description="B''s probability of B's label below which the calibrated rule flags"
-    )
-
-
 class PredictResponse(BaseModel):
     model: str
     version: str
-    rule: Rule = Field(description="the filter rule that answered")
+    rule: ServedRule = Field(description="the filter rule that answered")
     predictions: list[Prediction]
+
+
+class ErrorBody(BaseModel):
+    """Every error of the service's own API (``/v2`` answers ``{"error"}`` alone)."""
+
+    error: str
+    status: int
+    detail: list[dict[str, Any]] | None = Field(None, description="where a 422 found problems")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    models: list[str] = Field(description="names of the served models")
+
+
+class ModelInfo(BaseModel):
+    """One served pair, as ``GET /models`` describes it."""
+
+    name: str
+    version: str
+    num_classes: int
+    poisoned_label: int = Field(description="N: the answer for flagged images")
+    input_shape: tuple[int, int, int] = Field(description="height, width, channels")
+    runtime: str
+    rule: ServedRule
+    metrics: modelstore.Metrics | None = Field(description="the repair's figures")
+
+    @classmethod
+    def of(cls, pair: ModelPair) -> "ModelInfo":
+        return cls(
+            name=pair.name,
+            version=pair.version,
+            num_classes=pair.num_classes,
+            poisoned_label=pair.poisoned_label,
+            input_shape=pair.input_shape,
+            runtime=pair.runtime.name,
+            rule=pair.rule,
+            metrics=pair.manifest.metrics if pair.manifest else None,
+        )
+
+
+class ModelsResponse(BaseModel):
+    default: str | None = Field(description="the model used when a request names none")
+    models: list[ModelInfo]
+    refused: dict[str, str] = Field(description="model folders not served, and why")
+
+
+class RepairAccepted(BaseModel):
+    job_id: str
+    status: str
+    status_url: str
+
+
+class RepairJobStatus(BaseModel):
+    id: str
+    model: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    stage: str
+    progress: float
+    created_at: float
+    finished_at: float | None
+    version: str | None = Field(description="the version published, once it succeeded")
+    metrics: dict[str, Any] | None
+    error: str | None
+    bad_input: bool
+
+
+class V2Error(BaseModel):
+    error: str
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Live(BaseModel):
+    live: bool
+
+
+class V2Ready(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any]
+
+
+class InferOutput(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any] | None = Field(None, description="absent when sent as binary data")
+    parameters: dict[str, Any] | None = None
+
+
+class InferResponse(BaseModel):
+    """The Open Inference Protocol's answer (its JSON part, with binary outputs)."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[InferOutput]
+
+
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
+"""The error answers a route of the service's own API may give, for its OpenAPI entry."""
+V2_ERRORS = {code: {"model": V2Error} for code in (400, 401, 404, 413, 415, 429)}
 
 
 class RepairRequest(BaseModel):

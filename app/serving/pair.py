@@ -136,20 +136,6 @@ class ModelPair:
             await self.batcher.close()
         self.close()
 
-    def describe(self) -> dict:
-        """What ``GET /models`` says about this pair."""
-        metrics = self.manifest.metrics if self.manifest else None
-        return {
-            "name": self.name,
-            "version": self.version,
-            "num_classes": self.num_classes,
-            "poisoned_label": self.poisoned_label,
-            "input_shape": list(self.input_shape),
-            "runtime": self.runtime.name,
-            "rule": self.rule.describe(),
-            "metrics": metrics.model_dump(mode="json") if metrics else None,
-        }
-
 
 def load_pair(
     folder: modelstore.ModelFolder | Path,

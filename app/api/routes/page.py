@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 import modelstore
 from app.api.deps import service
 from app.api.errors import ServiceError
+from app.api.schemas import ERRORS
 
 router = APIRouter(tags=["page"])
 
@@ -25,7 +26,12 @@ async def page() -> FileResponse:
     return FileResponse(PAGE, media_type="text/html")
 
 
-@router.get("/models/{name}/{plot}", summary="A served model's plot (pruning.png, filter.png)")
+@router.get(
+    "/models/{name}/{plot}",
+    summary="A served model's plot (pruning.png, filter.png)",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}}, **ERRORS},
+)
 async def model_plot(request: Request, name: str, plot: str) -> FileResponse:
     pair = service(request).pair(name)
     path = modelstore.ModelFolder(pair.folder).file(plot)
@@ -34,13 +40,23 @@ async def model_plot(request: Request, name: str, plot: str) -> FileResponse:
     return FileResponse(path, media_type="image/png")
 
 
-@router.get("/demo/faces", summary="Names of a model's demo faces to try (clean and triggered)")
+@router.get(
+    "/demo/faces",
+    summary="Names of a model's demo faces to try (clean and triggered)",
+    response_model=list[str],
+    responses=ERRORS,
+)
 async def demo_faces(request: Request, model: str | None = None) -> list[str]:
     folder = _faces_folder(request, model)
     return sorted(p.name for p in folder.glob("*.png")) if folder.is_dir() else []
 
 
-@router.get("/demo/faces/{name}", summary="One demo face")
+@router.get(
+    "/demo/faces/{name}",
+    summary="One demo face",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}}, **ERRORS},
+)
 async def demo_face(request: Request, name: str, model: str | None = None) -> FileResponse:
     folder = _faces_folder(request, model).resolve()
     path = (folder / name).resolve()

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 import modelstore
 from app.api.deps import admin_access, json_body, service
 from app.api.errors import ServiceError
-from app.api.schemas import RepairRequest
+from app.api.schemas import ERRORS, ErrorBody, RepairAccepted, RepairJobStatus, RepairRequest
 from app.core.config import Settings
 
 INPUT_CHECK_WAIT_S = 120.0
@@ -33,6 +33,8 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(admin_access)])
     status_code=202,
     summary="Admin: regenerate B' in the background",
     dependencies=[Depends(json_body)],
+    response_model=RepairAccepted,
+    responses={**ERRORS, 502: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
 async def start_repair(request: Request, body: RepairRequest) -> Response:
     state = service(request)
@@ -59,18 +61,23 @@ async def start_repair(request: Request, body: RepairRequest) -> Response:
     await run_in_threadpool(job.wait_for_input_check, INPUT_CHECK_WAIT_S)
     if job.bad_input:
         raise ServiceError(422, job.error or "the repair refused its inputs")
-    body = {"job_id": job.id, "status": job.status, "status_url": f"/repair/{job.id}"}
-    return JSONResponse(body, status_code=202)
+    accepted = RepairAccepted(job_id=job.id, status=job.status, status_url=f"/repair/{job.id}")
+    return JSONResponse(accepted.model_dump(), status_code=202)
 
 
-@router.get("/repair/{job_id}", summary="Admin: status of a repair job")
+@router.get(
+    "/repair/{job_id}",
+    summary="Admin: status of a repair job",
+    response_model=RepairJobStatus,
+    responses={**ERRORS, 502: {"model": ErrorBody}},
+)
 async def repair_status(request: Request, job_id: str) -> Response:
     if service(request).settings.repair_url:
         return await _forward(request, f"/repair/{job_id}")
     job = service(request).jobs.get(job_id)
     if job is None:
         raise ServiceError(404, f"unknown repair job {job_id!r}")
-    return JSONResponse(job.describe())
+    return JSONResponse(RepairJobStatus(**job.describe()).model_dump())
 
 
 def _data_path(settings: Settings, relative: str) -> Path:

@@ -16,6 +16,16 @@ from fastapi.responses import JSONResponse, Response
 from app.api.deps import ServiceState, service
 from app.api.errors import ServiceError
 from app.api.inference_protocol import HEADER_LENGTH, encode_response, parse_request
+from app.api.schemas import (
+    V2_ERRORS,
+    InferResponse,
+    Live,
+    ModelMetadata,
+    ModelReady,
+    ServerMetadata,
+    TensorMetadata,
+    V2Ready,
+)
 from app.api.uploads import decode_uploads
 from app.serving.pair import ModelPair
 
@@ -34,57 +44,89 @@ OUTPUTS = {
 }
 
 
-@router.get("", summary="Server metadata")
-async def server_metadata(request: Request) -> dict:
-    return {
-        "name": "badnet-filter",
-        "version": request.app.version,
-        "extensions": ["binary_tensor_data"],
-    }
+@router.get("", summary="Server metadata", response_model=ServerMetadata)
+async def server_metadata(request: Request) -> ServerMetadata:
+    return ServerMetadata(
+        name="badnet-filter", version=request.app.version, extensions=["binary_tensor_data"]
+    )
 
 
-@router.get("/health/live", summary="200 while the process runs")
-async def live() -> dict:
-    return {"live": True}
+@router.get("/health/live", summary="200 while the process runs", response_model=Live)
+async def live() -> Live:
+    return Live(live=True)
 
 
-@router.get("/health/ready", summary="200 when a model pair serves, else 400")
+@router.get(
+    "/health/ready",
+    summary="200 when a model pair serves, else 400",
+    response_model=V2Ready,
+    responses={400: {"model": V2Ready}},
+)
 async def ready(request: Request) -> JSONResponse:
     served = bool(service(request).registry.pairs())
-    return JSONResponse({"ready": served}, status_code=200 if served else 400)
+    return JSONResponse(V2Ready(ready=served).model_dump(), status_code=200 if served else 400)
 
 
-@router.get("/models/{name}", summary="Model metadata: inputs and outputs")
-@router.get("/models/{name}/versions/{version}", summary="Model metadata of one version")
-async def model_metadata(request: Request, name: str, version: str | None = None) -> dict:
+@router.get(
+    "/models/{name}",
+    summary="Model metadata: inputs and outputs",
+    response_model=ModelMetadata,
+    responses=V2_ERRORS,
+)
+@router.get(
+    "/models/{name}/versions/{version}",
+    summary="Model metadata of one version",
+    response_model=ModelMetadata,
+    responses=V2_ERRORS,
+)
+async def model_metadata(request: Request, name: str, version: str | None = None) -> ModelMetadata:
     pair = service(request).pair(name, version)
     height, width, channels = pair.input_shape
-    return {
-        "name": pair.name,
-        "versions": [pair.version],
-        "platform": f"badnet-filter ({pair.runtime.name})",
-        "inputs": [
-            {"name": "images", "datatype": "UINT8", "shape": [-1, height, width, channels]},
-            {"name": "images_encoded", "datatype": "BYTES", "shape": [-1]},
+    return ModelMetadata(
+        name=pair.name,
+        versions=[pair.version],
+        platform=f"badnet-filter ({pair.runtime.name})",
+        inputs=[
+            TensorMetadata(name="images", datatype="UINT8", shape=[-1, height, width, channels]),
+            TensorMetadata(name="images_encoded", datatype="BYTES", shape=[-1]),
         ],
-        "outputs": [
-            {"name": output, "datatype": datatype, "shape": [-1]}
+        outputs=[
+            TensorMetadata(name=output, datatype=datatype, shape=[-1])
             for output, (datatype, _) in OUTPUTS.items()
         ],
-        "parameters": {"poisoned_label": pair.poisoned_label, "rule": pair.rule.describe()},
-    }
+        parameters={"poisoned_label": pair.poisoned_label, "rule": pair.rule.describe()},
+    )
 
 
-@router.get("/models/{name}/ready", summary="200 when the model serves, else 400")
-@router.get("/models/{name}/versions/{version}/ready", summary="Readiness of one version")
+@router.get(
+    "/models/{name}/ready",
+    summary="200 when the model serves, else 400",
+    response_model=ModelReady,
+    responses={400: {"model": ModelReady}},
+)
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    summary="Readiness of one version",
+    response_model=ModelReady,
+    responses={400: {"model": ModelReady}},
+)
 async def model_ready(request: Request, name: str, version: str | None = None) -> JSONResponse:
     pair = service(request).registry.get(name)
     ready = pair is not None and version in (None, pair.version)
-    return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 400)
+    answer = ModelReady(name=name, ready=ready)
+    return JSONResponse(answer.model_dump(), status_code=200 if ready else 400)
 
 
-@infer_router.post("/models/{name}/infer", summary="Classify a batch of face images")
-@infer_router.post("/models/{name}/versions/{version}/infer", summary="Classify with one version")
+@infer_router.post(
+    "/models/{name}/infer",
+    summary="Classify a batch of face images",
+    responses={200: {"model": InferResponse}, **V2_ERRORS},
+)
+@infer_router.post(
+    "/models/{name}/versions/{version}/infer",
+    summary="Classify with one version",
+    responses={200: {"model": InferResponse}, **V2_ERRORS},
+)
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
     state = service(request)
     pair = state.pair(name, version)

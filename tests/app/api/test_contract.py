@@ -138,3 +138,8 @@ def test_size_limits_answer_in_each_apis_error_shape(client: TestClient) -> None
     assert "exceeds the limit" in v2.json()["error"]
     head = client.get("/v2/models/fake", headers={"x-padding": "a" * 20000})
     assert head.status_code == 431 and set(head.json()) == {"error"}
+
+
+def test_the_frameworks_own_errors_answer_in_the_services_shape(client: TestClient) -> None:
+    assert "Not Found" in _error(client.get("/no/such/path"), 404)
+    assert "Method Not Allowed" in _error(client.delete("/predict"), 405)

@@ -182,9 +182,12 @@ def test_service_still_answers_correctly_after_the_fuzzing(service, tiny_root: P
     pair.close()
 
 
-def test_schemathesis_finds_no_server_error(service, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error_and_answers_fit_the_schema(
+    service, tmp_path: Path
+) -> None:
     """schemathesis generates requests for every operation of the service's own OpenAPI
-    schema (coverage and fuzzing phases) and checks that none gets a 5xx.
+    schema (coverage and fuzzing phases) and checks that none gets a 5xx, and that every
+    answer's status, content type and body are those the schema declares.
 
     No example database: one in tmp_path is thrown away with it, and keeping it made
     Hypothesis shrink the examples of its Pareto front, 28% of the run's CPU, for the
@@ -194,7 +197,8 @@ def test_schemathesis_finds_no_server_error(service, tmp_path: Path) -> None:
         "run",
         f"{service.url}/openapi.json",
         "--checks",
-        "not_a_server_error",
+        "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_schema_conformance",
         "--max-examples",
         "200",
         "--phases",

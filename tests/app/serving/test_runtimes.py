@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import modelstore
+from app.api.schemas import ModelInfo
 from app.serving import tensorflow_backend as tfb
 from app.serving.pair import LoadOptions, PairRefused, load_pair
 from app.serving.runtime import PairOutputs
@@ -104,7 +105,7 @@ def test_the_served_rule_decides_the_answer(tiny_root: Path) -> None:
         np.testing.assert_array_equal(
             answers.label, np.where(expected, pair.num_classes, answers.bad_label)
         )
-        assert pair.describe()["rule"]["kind"] == pair.rule.kind
+        assert ModelInfo.of(pair).rule.kind == pair.rule.kind
         pair.close()
     assert load_pair(folder).rule.kind == "calibrated"  # what the demo's manifest recommends
 
