@@ -6,7 +6,7 @@ import numpy as np
 
 from repair.data import Dataset
 from repair.export import OnnxGraph
-from repair.filter_rule import STRICT, FilterRule, calibrate_on, flagged_by
+from repair.filter_rule import STRICT, SUPPORT_CEILING, FilterRule, calibrate_on, flagged_by
 
 OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.03, 0.05, 0.1)
 """False-flag budgets at which the calibrated rule's trade-off is reported."""
@@ -89,6 +89,7 @@ def operating_points(
     temperature: float,
     use_support: bool,
     budgets: tuple[float, ...] = OPERATING_BUDGETS,
+    support_ceiling: float = SUPPORT_CEILING,
 ) -> list[dict]:
     """The calibrated rule at each budget: its threshold (from ``held_out`` alone), then
     false flags and clean accuracy on ``evaluation`` and, when given, detection and attack
@@ -97,7 +98,7 @@ def operating_points(
     points = []
     for budget in budgets:
         supports = held_out.support if use_support else None
-        rule = calibrate_on(held_out.overlap, supports, budget, temperature)
+        rule = calibrate_on(held_out.overlap, supports, budget, temperature, support_ceiling)
         metrics = evaluate_outputs(evaluation, poisoned, num_classes, rule)["filter"]
         held_flags = held_out.answers(rule, num_classes)
         points.append(

@@ -10,8 +10,8 @@
   - the **support**: B''s probability of B's label.
   Both thresholds sit at the same rank among the held-out clean faces, the highest rank at
   which the two together flag no more than the ``budget`` share of them (the support's at
-  most :data:`SUPPORT_CEILING`). So about that
-  share of clean faces is flagged, whatever the trigger.
+  most ``support_ceiling``, by default no bound). So about that share of clean faces is
+  flagged, whatever the trigger.
 
 Why the overlap: a backdoor makes B certain of the target while the repaired net gives it
 almost nothing, so their outputs barely overlap. A clean face on which B errs is usually
@@ -36,10 +36,12 @@ import numpy as np
 
 RuleKind = Literal["calibrated", "strict"]
 
-SUPPORT_CEILING = 1e-3
-"""The support threshold never exceeds this: the check is for a label B' rules out, not one it
-merely doubts (and a net unsure of everything, with every support alike, is not flagged by
-the rounding of one runtime against another)."""
+SUPPORT_CEILING = 1.0
+"""The support threshold's default bound: none. A bound of 1e-3 (a label B' rules out, not
+one it merely doubts) fitted the DeepID demo, where the held-out supports at the budget's
+rank are 0 anyway, but on a ResNet, whose B' gives the target 0.1-0.5% on some triggered
+faces and B's label at least 17% on 99% of clean ones, it let 5% of triggered faces through
+(docs/method.md)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,11 @@ def calibrate(
 
 
 def calibrate_on(
-    overlaps: np.ndarray, supports: np.ndarray | None, budget: float, temperature: float
+    overlaps: np.ndarray,
+    supports: np.ndarray | None,
+    budget: float,
+    temperature: float,
+    support_ceiling: float = SUPPORT_CEILING,
 ) -> FilterRule:
     """:func:`calibrate` from the overlaps (at ``temperature``) and the supports of held-out
     clean images; ``supports=None`` calibrates on the overlap alone.
@@ -153,7 +159,7 @@ def calibrate_on(
     by_overlap = np.sort(overlaps)
     if supports is None:
         return FilterRule("calibrated", _halfway(by_overlap, allowed), budget, temperature)
-    by_support = np.minimum(np.sort(supports), SUPPORT_CEILING)
+    by_support = np.minimum(np.sort(supports), support_ceiling)
 
     def flags_at(rank: int) -> int:  # thresholds at the values of this rank flag those below
         return int(np.count_nonzero((overlaps < by_overlap[rank]) | (supports < by_support[rank])))

@@ -126,6 +126,13 @@ class RepairOptions(BaseModel):
         "probability than to almost any held-out clean face (catches backdoors that are weak "
         "in B); the two checks share the false-flag budget",
     )
+    support_ceiling: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="the support threshold is at most this (1: no bound; 0.001 keeps the "
+        "support check for labels B' rules out)",
+    )
     false_flag_budget: float = Field(
         0.0175,
         gt=0,

@@ -131,7 +131,7 @@ def fine_prune_to_folder(
             options.sparse_layers,
         )
     _check_room(out, inputs.bad_model)
-    tune, holdout = _split(loaded.clean, options.holdout_fraction, options.seed)
+    tune, holdout = holdout_split(loaded.clean, options.holdout_fraction, options.seed)
     evaluation = loaded.test if loaded.test is not None else holdout
     bad_digest = weights_digest(loaded.bad)
 
@@ -231,6 +231,7 @@ def calibrate_and_evaluate(
         held_out.support if options.support_check else None,
         options.false_flag_budget,
         options.overlap_temperature,
+        options.support_ceiling,
     )
     rule = calibrated if options.filter_rule == "calibrated" else STRICT
     evaluated = pair_outputs(pair, evaluation)
@@ -262,6 +263,7 @@ def calibrate_and_evaluate(
         num_classes,
         options.overlap_temperature,
         options.support_check,
+        support_ceiling=options.support_ceiling,
     )
     return Evaluated(rule, calibrated, held_out, evaluated, attacked, metrics, points)
 
@@ -457,7 +459,7 @@ def _trigger_name(path: Path) -> str:
     return stem
 
 
-def _split(clean: Dataset, holdout_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+def holdout_split(clean: Dataset, holdout_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """Split per label so that every identity keeps images on both sides where it can."""
     if not 0 < holdout_fraction < 1:
         raise RepairInputError(f"holdout fraction must be between 0 and 1, got {holdout_fraction}")
