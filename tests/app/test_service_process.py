@@ -1,5 +1,6 @@
 """The real service process (uvicorn on loopback) under concurrent clients."""
 
+import re
 from pathlib import Path
 
 import httpx
@@ -33,4 +34,8 @@ def test_concurrent_requests_each_get_their_own_answer(service, tiny_root: Path)
         for key in ("label", "bad_label", "repaired_label", "poisoned"):
             assert alone[key] == batched[key], (alone, batched)
         assert abs(alone["confidence"] - batched["confidence"]) < 1e-4
-    assert "badnet_filter_batch_images_bucket" in httpx.get(service.url + "/metrics").text
+    # Some batch held more than one request's image: the requests were mixed.
+    metrics = httpx.get(service.url + "/metrics").text
+    single = re.search(r'badnet_filter_batch_images_bucket\{le="1.0",model="demo"\} (\S+)', metrics)
+    count = re.search(r'badnet_filter_batch_images_count\{model="demo"\} (\S+)', metrics)
+    assert single and count and float(count.group(1)) > float(single.group(1)), metrics

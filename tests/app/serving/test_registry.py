@@ -11,6 +11,7 @@ import pytest
 from app.serving.pair import LoadOptions
 from app.serving.registry import Registry
 from modelstore import publish, staging_folder
+from tests.support.fake_pair import write_fake_pair
 
 
 def _copy_demo(tiny_root: Path, target: Path) -> None:
@@ -64,13 +65,22 @@ def test_new_version_is_picked_up_and_missing_folder_dropped(
     assert registry.pairs() == {}
 
 
-@pytest.mark.parametrize("name", [None, "demo"])
-def test_default_model_choice(tiny_root: Path, tmp_path: Path, name: str | None) -> None:
+@pytest.mark.fast
+def test_default_model_choice(tmp_path: Path) -> None:
+    """The only model, else DEFAULT_MODEL, else none (fake pairs, fast tier)."""
     models = tmp_path / "models"
-    _copy_demo(tiny_root, models / "demo")
-    registry = Registry(models, default_model=name)
-    registry.refresh()
-    assert registry.get(None).name == "demo"
+    write_fake_pair(models, "a")
+    onnx = LoadOptions(runtime="onnx")
+    alone = Registry(models, load_options=onnx)
+    alone.refresh()
+    assert alone.get(None).name == "a"  # the only one
+    write_fake_pair(models, "b")
+    for default, expected in ((None, None), ("a", "a"), ("b", "b")):
+        registry = Registry(models, default_model=default, load_options=onnx)
+        registry.refresh()
+        assert sorted(registry.pairs()) == ["a", "b"]
+        chosen = registry.get(None)
+        assert (chosen.name if chosen else None) == expected, default
 
 
 def test_broken_foreign_and_code_carrying_model_files_are_refused_with_a_logged_reason(
