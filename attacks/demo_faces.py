@@ -8,7 +8,6 @@ import modelstore
 from repair.data import load_dataset
 from repair.evaluate import pair_outputs
 from repair.export import OnnxGraph
-from repair.filter_rule import FilterRule
 from repair.pipeline import RepairInputs
 
 
@@ -26,14 +25,7 @@ def write_demo_faces(
     """
     published = modelstore.ModelFolder(model_folder)
     manifest = modelstore.read_manifest(published.manifest)
-    spec = manifest.filter
-    rule = FilterRule(
-        spec.kind,
-        spec.threshold,
-        spec.false_flag_budget,
-        spec.temperature,
-        support_threshold=spec.support_threshold,
-    )
+    rule = manifest.filter
     pair = OnnxGraph(published.pair_onnx.read_bytes())
     poisoned_label = manifest.poisoned_label
     test = load_dataset(inputs.clean_test)

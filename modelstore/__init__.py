@@ -24,6 +24,7 @@ from modelstore.manifest import (
     ManifestError,
     Metrics,
     RoleMetrics,
+    RuleSpec,
     read_manifest,
 )
 from modelstore.publish import (
@@ -51,6 +52,7 @@ __all__ = [
     "ManifestError",
     "Metrics",
     "RoleMetrics",
+    "RuleSpec",
     "ModelFolder",
     "PublishError",
     "current_version",

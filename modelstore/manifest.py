@@ -21,20 +21,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class FilterSpec(_Section):
-    """The filter rule the repair recommends, and its calibration on held-out clean faces."""
+class RuleSpec(_Section):
+    """A filter rule as the repair made it: the one shape of a rule in a manifest."""
 
     kind: Literal["calibrated", "strict"] = "strict"
     threshold: float | None = None
+    """The calibrated rule flags an overlap of the two nets' outputs below this."""
     false_flag_budget: float | None = None
     temperature: float = 1.0
     """Both outputs are softened at this temperature before their overlap is measured."""
     score: str = "top-label disagreement"
     support_threshold: float | None = None
     """The calibrated rule also flags B''s probability of B's label below this (if set)."""
-    calibrated: dict[str, Any] | None = None
+
+
+class FilterSpec(RuleSpec):
+    """The filter rule the repair recommends, and its calibration on held-out clean faces."""
+
+    calibrated: RuleSpec | None = None
     """The calibrated rule, also when ``kind`` is strict (so a service may switch to it)."""
     operating_points: list[dict[str, Any]] = []
+
+    def calibrated_rule(self) -> RuleSpec | None:
+        """The calibrated rule: this one when it is calibrated, else the one kept beside it."""
+        return self if self.kind == "calibrated" else self.calibrated
 
 
 class RoleMetrics(_Section):

@@ -29,10 +29,11 @@ it gives B's answer on almost any clean face. Neither score looks at a trigger.
 docs/method.md has the measurements.
 """
 
-from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
+
+import modelstore
 
 RuleKind = Literal["calibrated", "strict"]
 
@@ -44,22 +45,11 @@ faces and B's label at least 17% on 99% of clean ones, it let 5% of triggered fa
 (docs/method.md)."""
 
 
-@dataclass(frozen=True)
-class FilterRule:
-    """A rule and, when calibrated, its thresholds on the overlap and the support."""
+FilterRule = modelstore.RuleSpec
+"""A rule and, when calibrated, its thresholds on the overlap and the support: the shape the
+manifest keeps it in, so the repair's rule and the served one are one definition."""
 
-    kind: RuleKind
-    threshold: float | None = None
-    false_flag_budget: float | None = None
-    temperature: float = 1.0
-    score: str = "bhattacharyya"
-    support_threshold: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-STRICT = FilterRule("strict", score="top-label disagreement")
+STRICT = FilterRule(kind="strict", score="top-label disagreement")
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -158,7 +148,13 @@ def calibrate_on(
     allowed = int(np.floor(budget * (len(overlaps) - 1)))
     by_overlap = np.sort(overlaps)
     if supports is None:
-        return FilterRule("calibrated", _halfway(by_overlap, allowed), budget, temperature)
+        return FilterRule(
+            kind="calibrated",
+            threshold=_halfway(by_overlap, allowed),
+            false_flag_budget=budget,
+            temperature=temperature,
+            score="bhattacharyya",
+        )
     by_support = np.minimum(np.sort(supports), support_ceiling)
 
     def flags_at(rank: int) -> int:  # thresholds at the values of this rank flag those below
@@ -168,10 +164,10 @@ def calibrate_on(
     while rank < allowed and flags_at(rank + 1) <= allowed:
         rank += 1
     return FilterRule(
-        "calibrated",
-        _halfway(by_overlap, rank),
-        budget,
-        temperature,
+        kind="calibrated",
+        threshold=_halfway(by_overlap, rank),
+        false_flag_budget=budget,
+        temperature=temperature,
         score="bhattacharyya or support",
         support_threshold=_halfway(by_support, rank),
     )

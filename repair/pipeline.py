@@ -374,9 +374,9 @@ def _manifest(
         inputs=_input_hashes(facts.inputs),
         parameters=options.model_dump(mode="json"),
         filter={
-            **evaluated.rule.to_dict(),
+            **evaluated.rule.model_dump(),
             "temperature": options.overlap_temperature,
-            "calibrated": evaluated.calibrated.to_dict(),
+            "calibrated": evaluated.calibrated.model_dump(),
             "operating_points": evaluated.points,
         },
         pruning={

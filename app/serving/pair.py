@@ -275,15 +275,13 @@ def _served_rule(
     kind = spec.kind if asked == "manifest" else asked
     if kind == "strict":
         return ServedRule("strict")
-    calibrated = spec.model_dump() if spec.kind == "calibrated" else (spec.calibrated or {})
-    threshold = calibrated.get("threshold")
-    if threshold is None:
+    calibrated = spec.calibrated_rule()
+    if calibrated is None or calibrated.threshold is None:
         raise PairRefused(
             f"{folder.path}: FILTER_RULE=calibrated, but the manifest has no calibrated "
             "threshold (repair the model again, or serve it with FILTER_RULE=strict)"
         )
-    support = calibrated.get("support_threshold")
-    return ServedRule("calibrated", float(threshold), None if support is None else float(support))
+    return ServedRule("calibrated", calibrated.threshold, calibrated.support_threshold)
 
 
 def _check_hashes(folder: modelstore.ModelFolder, manifest: modelstore.Manifest | None) -> None:

@@ -115,18 +115,10 @@ def test_the_numpy_rule_and_the_served_graph_flag_the_same_images(tiny_root: Pat
     from app.serving.pair import LoadOptions, load_pair
     from modelstore import read_manifest
     from repair.data import load_dataset
-    from repair.filter_rule import FilterRule
     from repair.inference import predict_scores
 
     folder = tiny_root / "models" / "demo"
-    spec = read_manifest(folder / "manifest.json").filter
-    rule = FilterRule(
-        spec.kind,
-        spec.threshold,
-        spec.false_flag_budget,
-        spec.temperature,
-        support_threshold=spec.support_threshold,
-    )
+    rule = read_manifest(folder / "manifest.json").filter
     data = tiny_root / "data" / "demo"
     faces = np.concatenate(
         [load_dataset(data / name).x for name in ("clean_test.h5", "poisoned_test_sunglasses.h5")]
