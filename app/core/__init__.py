@@ -1,1 +1,1 @@
-"""What every layer of the service shares: its settings and its logging."""
+"""What every layer of the service shares: its settings."""
