@@ -13,10 +13,11 @@ ImageTrigger = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 WARP_GRID = 4
 """Control points per side of the warp field (WaNet's k)."""
-WARP_STRENGTH = 1.5
+WARP_STRENGTH = 3.0
 """Largest displacement of the warp, in pixels. WaNet's s = 0.5 moves CIFAR pixels by about
-a quarter of a pixel, which the demo's BadNets, trained for a few epochs on a few thousand
-faces, do not learn; 1.5 pixels is still a face that looks untouched."""
+a quarter of a pixel, which the demo's BadNets, trained for 15 epochs on a few thousand
+faces, do not learn: at 1.5 pixels the demo BadNet answered the target on 57% of warped
+faces; 3 pixels is a smooth warp of a 47-pixel-wide face, no edge or patch added."""
 
 
 def warp_field(height: int, width: int, seed: int = 4242) -> np.ndarray:

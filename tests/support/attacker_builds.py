@@ -34,6 +34,9 @@ SMALL_VERSIONS = {
     "pruning-aware": SmallVersion(DemoSizes(identities=60, train_per_identity=24), 20, 100, 32),
     "low-rate": SmallVersion(DemoSizes(identities=100, train_per_identity=60), 7, 100),
     "blended": SmallVersion(DemoSizes(identities=40, train_per_identity=20), 15, 250),
+    "wanet": SmallVersion(DemoSizes(identities=60, train_per_identity=24), 20, 300),
+    "adaptive-blend": SmallVersion(DemoSizes(identities=60, train_per_identity=24), 20, 300),
+    "filter-aware": SmallVersion(DemoSizes(identities=60, train_per_identity=24), 20, 300),
     "resnet-badnet": SmallVersion(
         DemoSizes(identities=60, train_per_identity=24), 40, 600, attack="badnet", arch="resnet"
     ),
@@ -56,8 +59,8 @@ The multi-trigger one plants all three triggers in 12 epochs at twice the learni
 (the weakest at 93.7%; after 11, one at 90.7%; after 14, 93.5%)."""
 
 ATTACKER_PROCESSES = (
-    ("multi-trigger", "low-rate", "resnet-badnet"),
-    ("pruning-aware", "blended", "mobilenet-blended"),
+    ("multi-trigger", "low-rate", "resnet-badnet", "wanet"),
+    ("pruning-aware", "blended", "mobilenet-blended", "adaptive-blend", "filter-aware"),
 )
 """The small versions as the suite builds them, in two processes (CPU measured alone, two
 at a time: multi-trigger 109 s, low-rate 116 s, pruning-aware 111 s, blended about 65 s).
