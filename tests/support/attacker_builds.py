@@ -34,9 +34,6 @@ SMALL_VERSIONS = {
     "pruning-aware": SmallVersion(DemoSizes(identities=60, train_per_identity=24), 20, 100, 32),
     "low-rate": SmallVersion(DemoSizes(identities=100, train_per_identity=60), 7, 100),
     "blended": SmallVersion(DemoSizes(identities=40, train_per_identity=20), 15, 250),
-    "wanet": SmallVersion(DemoSizes(identities=60, train_per_identity=24), 20, 300),
-    "adaptive-blend": SmallVersion(DemoSizes(identities=60, train_per_identity=24), 20, 300),
-    "filter-aware": SmallVersion(DemoSizes(identities=60, train_per_identity=24), 20, 300),
     "resnet-badnet": SmallVersion(
         DemoSizes(identities=60, train_per_identity=24), 40, 600, attack="badnet", arch="resnet"
     ),
@@ -56,16 +53,19 @@ after 7 epochs, 88.8% after 6; with 36 or 45 poisoned faces it reached 81%). The
 pruning-aware one trains twice (clean, then the implant at half the epochs), in batches of
 32, and levels off after 20 epochs (91.5%; 91.0% after 24, or with 30 faces per identity).
 The multi-trigger one plants all three triggers in 12 epochs at twice the learning rate
-(the weakest at 93.7%; after 11, one at 90.7%; after 14, 93.5%)."""
+(the weakest at 93.7%; after 11, one at 90.7%; after 14, 93.5%). The ResNet and MobileNet
+ones train 40 epochs on 60 identities (ResNet: 100% attack success, 7.6% left in B' and
+1.4% in G after 600 steps; MobileNet blended: 100%, 38% and 17%). The WaNet and
+Adaptive-Blend attackers have no small version yet: on 60 identities in 20 epochs they
+reached 21% and 25% attack success, no real backdoor."""
 
 ATTACKER_PROCESSES = (
-    ("multi-trigger", "low-rate", "resnet-badnet", "wanet"),
-    ("pruning-aware", "blended", "mobilenet-blended", "adaptive-blend", "filter-aware"),
+    ("multi-trigger", "low-rate", "resnet-badnet"),
+    ("pruning-aware", "blended", "mobilenet-blended"),
 )
-"""The small versions as the suite builds them, in two processes (CPU measured alone, two
-at a time: multi-trigger 109 s, low-rate 116 s, pruning-aware 111 s, blended about 65 s).
-With one process, theirs was the last build to end, long after the others
-(docs/testing.md)."""
+"""The small versions as the suite builds them, in two processes of about equal CPU (each
+ResNet or MobileNet version about as much as two DeepID ones). With one process, theirs
+was the last build to end, long after the others (docs/testing.md)."""
 assert sorted(sum(ATTACKER_PROCESSES, ())) == sorted(SMALL_VERSIONS)
 
 
