@@ -33,7 +33,11 @@ WORKER_COUNTS = (1, 2)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="4-second load points instead of 15 (about five minutes with the peer)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="4-second load points instead of 15 (about five minutes with the peer)",
+    )
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--no-peers", action="store_true", help="leave out the PyTriton peer")
     args = parser.parse_args(argv)
