@@ -24,6 +24,7 @@ import numpy as np
 import app  # noqa: F401 - Keras 2 environment before TensorFlow loads
 from bench.load import multipart_bytes
 from bench.process import ROOT, ServerProcess
+from modelstore import ModelFolder
 
 RESULTS = ROOT / "bench" / "results"
 ADMIN_TOKEN = "soak-admin-token"
@@ -38,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = parser.parse_args(argv)
-    source = args.models_dir / "demo"
-    if not (source / "manifest.json").is_file():
-        raise SystemExit(f"{source} not built: run ./scripts/build_models.sh first")
+    source = ModelFolder(args.models_dir / "demo")
+    if not source.manifest.is_file():
+        raise SystemExit(f"{source.path} not built: run ./scripts/build_models.sh first")
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     models = work / "models"
     shutil.copytree(args.models_dir, models, symlinks=True)
