@@ -70,9 +70,9 @@ class RepairOptions(BaseModel):
         "layer after the pruned feature map that is not a convolution (the dense head)",
     )
     batch_norm: Literal["frozen", "update"] = Field(
-        "update",
-        description="BatchNorm layers that fine-tune: frozen (as in B, inference mode) or "
-        "update (their statistics and scales follow the clean data)",
+        "frozen",
+        description="BatchNorm layers during fine-tuning: frozen (B's statistics, inference "
+        "mode) or update (statistics and scales follow the clean data's batches)",
     )
     feature_shift: float = Field(
         1.0,
