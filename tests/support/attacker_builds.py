@@ -54,8 +54,8 @@ pruning-aware one trains twice (clean, then the implant at half the epochs), in 
 32, and levels off after 20 epochs (91.5%; 91.0% after 24, or with 30 faces per identity).
 The multi-trigger one plants all three triggers in 12 epochs at twice the learning rate
 (the weakest at 93.7%; after 11, one at 90.7%; after 14, 93.5%). The ResNet and MobileNet
-ones train 40 epochs on 60 identities (ResNet: 100% attack success, 7.6% left in B' and
-1.4% in G after 600 steps; MobileNet blended: 100%, 38% and 17%). The WaNet and
+ones train 40 epochs on 60 identities (ResNet: 100% attack success, 0.0% left in B' and
+1.5% in G after 600 steps; MobileNet blended: 100%, 46% and 14%). The WaNet and
 Adaptive-Blend attackers have no small version yet: on 60 identities in 20 epochs they
 reached 21% and 25% attack success, no real backdoor."""
 
