@@ -96,8 +96,8 @@ def test_the_served_rule_decides_the_answer(tiny_root: Path) -> None:
             expected = answers.bad_label != answers.repaired_label
         else:
             calibration = pair.manifest.filter.calibrated
-            assert pair.rule.threshold == calibration["threshold"]
-            assert pair.rule.support_threshold == calibration["support_threshold"] is not None
+            assert pair.rule.threshold == calibration.threshold
+            assert pair.rule.support_threshold == calibration.support_threshold is not None
             expected = (answers.overlap < pair.rule.threshold) | (
                 answers.support < pair.rule.support_threshold
             )
