@@ -148,28 +148,25 @@ def calibrate_on(
     allowed = int(np.floor(budget * (len(overlaps) - 1)))
     by_overlap = np.sort(overlaps)
     if supports is None:
-        return FilterRule(
-            kind="calibrated",
-            threshold=_halfway(by_overlap, allowed),
-            false_flag_budget=budget,
-            temperature=temperature,
-            score="bhattacharyya",
-        )
-    by_support = np.minimum(np.sort(supports), support_ceiling)
+        rank, support_threshold, score = allowed, None, "bhattacharyya"
+    else:
+        by_support = np.minimum(np.sort(supports), support_ceiling)
 
-    def flags_at(rank: int) -> int:  # thresholds at the values of this rank flag those below
-        return int(np.count_nonzero((overlaps < by_overlap[rank]) | (supports < by_support[rank])))
+        def flags_at(rank: int) -> int:  # thresholds at this rank's values flag those below
+            flagged = (overlaps < by_overlap[rank]) | (supports < by_support[rank])
+            return int(np.count_nonzero(flagged))
 
-    rank = 0
-    while rank < allowed and flags_at(rank + 1) <= allowed:
-        rank += 1
+        rank = 0
+        while rank < allowed and flags_at(rank + 1) <= allowed:
+            rank += 1
+        support_threshold, score = _halfway(by_support, rank), "bhattacharyya or support"
     return FilterRule(
         kind="calibrated",
         threshold=_halfway(by_overlap, rank),
         false_flag_budget=budget,
         temperature=temperature,
-        score="bhattacharyya or support",
-        support_threshold=_halfway(by_support, rank),
+        score=score,
+        support_threshold=support_threshold,
     )
 
 

@@ -46,15 +46,17 @@ class LayerRoles:
 
 
 def as_functional(model: keras.Model) -> keras.Model:
-    """``model`` as a functional model with layers of its own (a Sequential one rebuilt)."""
-    if isinstance(model, keras.Sequential):
-        inputs = keras.Input(batch_shape=model.input_shape)
-        x = inputs
-        for layer in model.layers:
-            x = layer(x)
-        model = keras.Model(inputs, x, name=model.name)
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    """``model`` as a functional model: a Sequential one rebuilt as a graph of fresh layers
+    (each layer used once, as the graph walk expects), any other returned as it is."""
+    if not isinstance(model, keras.Sequential):
+        return model
+    inputs = keras.Input(batch_shape=model.input_shape)
+    x = inputs
+    for layer in model.layers:
+        x = layer(x)
+    graph = keras.Model(inputs, x, name=model.name)
+    copy = keras.models.clone_model(graph)
+    copy.set_weights(graph.get_weights())
     return copy
 
 
