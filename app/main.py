@@ -16,7 +16,7 @@ from app.api.deps import ServiceState, inference_access
 from app.api.errors import install_error_handlers
 from app.api.limits import RequestSizeLimit
 from app.api.request_metrics import RequestMetrics
-from app.api.routes import health, models, page, predict, repair, v2
+from app.api.routes import evidence, health, models, page, predict, repair, v2
 from app.core.config import Settings, load_settings, telemetry_config
 from app.serving import heap
 from app.serving.jobs import discard_partials
@@ -37,10 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(discard_partials, settings.models_dir)
         await run_in_threadpool(state.registry.refresh)
         heap.settle()  # after the models, before the first request
+        state.evidence.start()
         watcher = asyncio.create_task(watch_models(state.registry, settings.reload_interval_s))
         yield
         watcher.cancel()
         await state.registry.close()
+        await run_in_threadpool(state.evidence.close)
 
     app = FastAPI(
         title="BadNet filter",
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.router)
     app.include_router(v2.infer_router, dependencies=inference)
     app.include_router(repair.router)
+    app.include_router(evidence.router)
     app.include_router(page.router)
     # Pure ASGI middleware, outermost last: sizes are refused before anything is parsed.
     app.add_middleware(RequestMetrics)

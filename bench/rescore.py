@@ -69,12 +69,16 @@ def _rescored(
         for entry in manifest.inputs["poisoned_data"]
     }
     n = manifest.num_classes
-    bad_accuracy = float(np.mean(test.bad == test.labels))
+    bad_accuracy = float(np.mean(test.outputs.bad_label == test.labels))
     rows = []
     for budget in budgets:
         for ceiling in ceilings:
             rule = calibrate_on(
-                held.overlap, held.support, budget, options["overlap_temperature"], ceiling
+                held.outputs.overlap,
+                held.outputs.support,
+                budget,
+                options["overlap_temperature"],
+                ceiling,
             )
             answers = test.answers(rule, n)
             rows.append(

@@ -2,7 +2,7 @@
 
 Both sides use it and nothing else spells out a file name: the repair writes versions
 through :func:`publish`, the service reads them through :class:`ModelFolder` and
-:class:`Manifest`. It depends on neither (pydantic and the standard library only).
+:class:`Manifest`. It depends on neither (pydantic, numpy and the standard library only).
 """
 
 from modelstore.layout import (
@@ -27,6 +27,7 @@ from modelstore.manifest import (
     RuleSpec,
     read_manifest,
 )
+from modelstore.outputs import PairOutputs
 from modelstore.publish import (
     PublishError,
     current_version,
@@ -54,6 +55,7 @@ __all__ = [
     "RoleMetrics",
     "RuleSpec",
     "ModelFolder",
+    "PairOutputs",
     "PublishError",
     "current_version",
     "discard_partial",

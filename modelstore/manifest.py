@@ -10,7 +10,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelstore.outputs import PairOutputs
 
 
 class ManifestError(Exception):
@@ -33,6 +36,20 @@ class RuleSpec(_Section):
     score: str = "top-label disagreement"
     support_threshold: float | None = None
     """The calibrated rule also flags B''s probability of B's label below this (if set)."""
+
+    def flags(self, outputs: PairOutputs) -> np.ndarray:
+        """Which images of the batch this rule answers with N: the one implementation of
+        the rule, which the repair evaluates and every runtime serves."""
+        if self.kind == "strict":
+            return outputs.bad_label != outputs.repaired_label
+        if self.threshold is None or outputs.overlap is None:
+            raise ValueError("the calibrated rule needs its threshold and the overlaps")
+        flags = outputs.overlap < self.threshold
+        if self.support_threshold is not None:
+            if outputs.support is None:
+                raise ValueError("this calibrated rule needs the supports")
+            flags |= outputs.support < self.support_threshold
+        return flags
 
 
 class FilterSpec(RuleSpec):
@@ -75,6 +92,8 @@ class Manifest(_Section):
     name: str
     version: str
     created_at: str | None = None
+    published_by: str | None = None
+    """Who published it: the command line, or the admin token's id (never the token)."""
     num_classes: int = Field(gt=0)
     poisoned_label: int
     input_shape: tuple[int, int, int]

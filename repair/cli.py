@@ -6,7 +6,9 @@ from :class:`repair.options.RepairOptions`, so a default changes in one place.
 """
 
 import argparse
+import getpass
 import json
+import shlex
 import sys
 import types
 import typing
@@ -25,6 +27,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)  # exits 2 on bad arguments
+    args.command_line = list(sys.argv[1:] if argv is None else argv)
     if args.command == "rollback":
         return _rollback(args.out)
     try:
@@ -148,8 +151,14 @@ def _fine_prune(args: argparse.Namespace, options: RepairOptions) -> Manifest:
         clean_test=args.clean_test,
     )
     reporter = StageReporter(f"repair {args.out.name}")
+    command = "python -m repair " + shlex.join(args.command_line)
     return fine_prune_to_folder(
-        inputs, args.out, options, name=args.name, on_progress=reporter.stage
+        inputs,
+        args.out,
+        options,
+        name=args.name,
+        on_progress=reporter.stage,
+        extra_manifest={"published_by": f"{command} (user {getpass.getuser()})"},
     )
 
 

@@ -4,9 +4,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modelstore import PairOutputs
 from repair.data import Dataset
 from repair.export import OnnxGraph
-from repair.filter_rule import STRICT, SUPPORT_CEILING, FilterRule, calibrate_on, flagged_by
+from repair.filter_rule import STRICT, SUPPORT_CEILING, FilterRule, calibrate_on
 
 OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.03, 0.05, 0.1)
 """False-flag budgets at which the calibrated rule's trade-off is reported."""
@@ -21,42 +22,33 @@ class PoisonedSet:
 
 
 @dataclass(frozen=True)
-class PairOutputs:
-    """What the filter needs of B and B' on one set of images (top labels, the overlap of
-    their outputs at the filter's temperature, the support), with that set's true labels."""
+class LabelledOutputs:
+    """The pair graph's outputs on one set of images, with that set's true labels (the
+    attacker's targets for a poisoned set)."""
 
-    bad: np.ndarray
-    repaired: np.ndarray
-    overlap: np.ndarray | None
-    support: np.ndarray | None
+    outputs: PairOutputs
     labels: np.ndarray
 
     def answers(self, rule: FilterRule, num_classes: int) -> np.ndarray:
         """G's answers under ``rule``: B's label, or ``num_classes`` where it flags."""
-        if rule.kind != "strict" and self.overlap is None:
-            raise ValueError("the calibrated rule needs the overlaps")
-        flags = flagged_by(rule, self.bad, self.repaired, self.overlap, self.support)
-        return np.where(flags, num_classes, self.bad)
+        return np.where(rule.flags(self.outputs), num_classes, self.outputs.bad_label)
 
 
-def pair_outputs(pair: OnnxGraph, data: Dataset) -> PairOutputs:
+def pair_outputs(pair: OnnxGraph, data: Dataset) -> LabelledOutputs:
     """Run the exported pair graph (:func:`repair.export.pair_graph`) on ``data``."""
-    got = pair.run(data.x)
-    return PairOutputs(
-        got["bad_label"], got["repaired_label"], got["overlap"], got["support"], data.y
-    )
+    return LabelledOutputs(PairOutputs.from_named(pair.run(data.x)), data.y)
 
 
 def evaluate_outputs(
-    clean: PairOutputs,
-    poisoned: dict[str, PairOutputs],
+    clean: LabelledOutputs,
+    poisoned: dict[str, LabelledOutputs],
     num_classes: int,
     rule: FilterRule,
 ) -> dict[str, dict]:
     """Metrics of B, B', G under ``rule`` and G under the strict rule, as in the manifest."""
     roles = {
-        "bad": lambda o: o.bad,
-        "repaired": lambda o: o.repaired,
+        "bad": lambda o: o.outputs.bad_label,
+        "repaired": lambda o: o.outputs.repaired_label,
         "filter": lambda o: o.answers(rule, num_classes),
         "filter_strict": lambda o: o.answers(STRICT, num_classes),
     }
@@ -82,9 +74,9 @@ def evaluate_outputs(
 
 
 def operating_points(
-    held_out: PairOutputs,
-    evaluation: PairOutputs,
-    poisoned: dict[str, PairOutputs],
+    held_out: LabelledOutputs,
+    evaluation: LabelledOutputs,
+    poisoned: dict[str, LabelledOutputs],
     num_classes: int,
     temperature: float,
     use_support: bool,
@@ -97,8 +89,10 @@ def operating_points(
     The overlaps are at ``temperature``; ``use_support`` as in the repair's options."""
     points = []
     for budget in budgets:
-        supports = held_out.support if use_support else None
-        rule = calibrate_on(held_out.overlap, supports, budget, temperature, support_ceiling)
+        supports = held_out.outputs.support if use_support else None
+        rule = calibrate_on(
+            held_out.outputs.overlap, supports, budget, temperature, support_ceiling
+        )
         metrics = evaluate_outputs(evaluation, poisoned, num_classes, rule)["filter"]
         held_flags = held_out.answers(rule, num_classes)
         points.append(

@@ -77,32 +77,17 @@ def support(bad_probs: np.ndarray, repaired_probs: np.ndarray) -> np.ndarray:
 
 
 def flagged(rule: FilterRule, bad_probs: np.ndarray, repaired_probs: np.ndarray) -> np.ndarray:
-    """Which images ``rule`` answers with N."""
+    """Which images ``rule`` answers with N, from the two nets' outputs (the rule itself is
+    :meth:`modelstore.RuleSpec.flags`, on what the exported pair graph gives)."""
     strict = rule.kind == "strict"
-    return flagged_by(
-        rule,
+    outputs = modelstore.PairOutputs(
         bad_probs.argmax(axis=1),
         repaired_probs.argmax(axis=1),
+        bad_probs.max(axis=1),
         None if strict else overlap(bad_probs, repaired_probs, rule.temperature),
         None if strict else support(bad_probs, repaired_probs),
     )
-
-
-def flagged_by(
-    rule: FilterRule,
-    bad_labels: np.ndarray,
-    repaired_labels: np.ndarray,
-    overlaps: np.ndarray | None,
-    supports: np.ndarray | None,
-) -> np.ndarray:
-    """:func:`flagged` from what the exported pair graph gives: the two nets' top labels, the
-    overlaps (at the rule's temperature) and the supports."""
-    if rule.kind == "strict":
-        return bad_labels != repaired_labels
-    flags = overlaps < rule.threshold
-    if rule.support_threshold is not None:
-        flags |= supports < rule.support_threshold
-    return flags
+    return rule.flags(outputs)
 
 
 def filter_labels(

@@ -37,6 +37,7 @@ from repair.keras_env import (
 )
 from repair.options import RepairOptions
 from repair.progress import keras_progress
+from repair.unlearn import carry_perturbations, universal_perturbations
 
 
 def clone_model(model: keras.Model) -> keras.Model:
@@ -100,12 +101,27 @@ def fine_tune(
     )
     train_as_written(wrapped)
     targets = soft_targets(tune, original, options)
-    wrapped.fit(
-        training_batches(tune, targets, options),
-        epochs=epochs,
-        verbose=0,
-        callbacks=[sparsity.UpdatePruningStep(), keras_progress("fine-tune", epochs, on_epoch)],
-    )
+    callbacks = [sparsity.UpdatePruningStep(), keras_progress("fine-tune", epochs, on_epoch)]
+    for round_index, (first, last) in enumerate(_rounds(epochs, options)):
+        # Each round's perturbations are the ones the net fooled most easily so far: first
+        # the pruned BadNet, then B' as it trains (I-BAU's alternation).
+        perturbations = None
+        if options.unlearn > 0:
+            perturbations = universal_perturbations(
+                pruned if round_index == 0 else wrapped,
+                tune.x,
+                tune.y,
+                options.unlearn_perturbations,
+                options.unlearn_radius,
+                seed=options.seed + round_index,
+            )
+        wrapped.fit(
+            training_batches(tune, targets, options, perturbations, options.seed + round_index),
+            initial_epoch=first,
+            epochs=last,
+            verbose=0,
+            callbacks=callbacks,
+        )
     stripped = sparsity.strip_pruning(wrapped)
     result = clone_model(stripped)  # plain layers only: loads with no custom objects
     for layer in result.layers:
@@ -178,7 +194,20 @@ def _copy_weights(plain: keras.Model, wrapped: keras.Model) -> None:
         target.set_weights(plain.get_layer(target.name).get_weights())
 
 
-def training_batches(tune: Dataset, targets: np.ndarray, options: RepairOptions) -> tf.data.Dataset:
+def _rounds(epochs: int, options: RepairOptions) -> list[tuple[int, int]]:
+    """The fine-tuning's epochs ``[first, last)`` per round: one round without unlearning."""
+    count = min(options.unlearn_rounds, epochs) if options.unlearn > 0 else 1
+    bounds = np.linspace(0, epochs, count + 1).round().astype(int)
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+
+
+def training_batches(
+    tune: Dataset,
+    targets: np.ndarray,
+    options: RepairOptions,
+    perturbations: np.ndarray | None = None,
+    seed: int | None = None,
+) -> tf.data.Dataset:
     """Shuffled batches of ``tune``, augmented one batch at a time in the background while
     the previous batch trains.
 
@@ -188,7 +217,7 @@ def training_batches(tune: Dataset, targets: np.ndarray, options: RepairOptions)
     "Fine-tuning's time and reproducibility").
     """
     data = tf.data.Dataset.from_tensor_slices((tune.x, targets)).shuffle(
-        len(tune), seed=options.seed, reshuffle_each_iteration=True
+        len(tune), seed=options.seed if seed is None else seed, reshuffle_each_iteration=True
     )
     data = data.batch(options.batch_size)
     if options.augment:
@@ -196,4 +225,7 @@ def training_batches(tune: Dataset, targets: np.ndarray, options: RepairOptions)
     if options.occlusion > 0:
         share = options.occlusion
         data = data.map(trace_as_written(lambda x, y: (occlude(x, share, share / 2), y)))
+    if perturbations is not None:
+        carried, share = tf.constant(perturbations), options.unlearn
+        data = data.map(trace_as_written(lambda x, y: (carry_perturbations(x, carried, share), y)))
     return without_autotuning(data.prefetch(2))

@@ -107,6 +107,28 @@ class RepairOptions(BaseModel):
         description="share of fine-tuning images given a random opaque patch, and half as "
         "many a faint random overlay (their targets unchanged)",
     )
+    unlearn: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of fine-tuning images given one of the universal perturbations "
+        "the net is most fooled by, found on the clean data (their targets unchanged): "
+        "adversarial unlearning of any trigger; 0 turns it off",
+    )
+    unlearn_radius: float = Field(
+        0.03,
+        gt=0,
+        le=1,
+        description="size of those perturbations: root mean square change per pixel",
+    )
+    unlearn_rounds: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="rounds of fine-tuning, each with perturbations found anew (the first "
+        "on the pruned BadNet, then on B' as it trains)",
+    )
+    unlearn_perturbations: int = Field(4, ge=1, le=64, description="perturbations found per round")
     filter_rule: Literal["calibrated", "strict"] = Field(
         "calibrated",
         description="rule the manifest recommends to the service: calibrated (flag when the "

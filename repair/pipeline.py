@@ -19,7 +19,7 @@ from repair.channels import SweepPoint, choose_depth, mean_channel_activations, 
 from repair.data import Dataset, check_fits_model, load_dataset
 from repair.errors import RepairError, RepairInputError
 from repair.evaluate import (
-    PairOutputs,
+    LabelledOutputs,
     PoisonedSet,
     evaluate_outputs,
     operating_points,
@@ -96,9 +96,9 @@ class Evaluated:
 
     rule: FilterRule
     calibrated: FilterRule
-    held_out: PairOutputs
-    evaluated: PairOutputs
-    attacked: dict[str, PairOutputs]
+    held_out: LabelledOutputs
+    evaluated: LabelledOutputs
+    attacked: dict[str, LabelledOutputs]
     metrics: dict
     points: list[dict]
 
@@ -227,8 +227,8 @@ def calibrate_and_evaluate(
     then measure B, pruned B, B' and G on the evaluation and poisoned sets."""
     held_out = pair_outputs(pair, holdout)
     calibrated = calibrate_on(
-        held_out.overlap,
-        held_out.support if options.support_check else None,
+        held_out.outputs.overlap,
+        held_out.outputs.support if options.support_check else None,
         options.false_flag_budget,
         options.overlap_temperature,
         options.support_ceiling,
@@ -241,9 +241,10 @@ def calibrate_and_evaluate(
     # Pruning only, against the same B outputs: only the pruned net runs again.
     pruned_graph = label_graph(pruned.model)
 
-    def pruned_only(outputs: PairOutputs, data: Dataset) -> PairOutputs:
+    def pruned_only(scored: LabelledOutputs, data: Dataset) -> LabelledOutputs:
         labels = pruned_graph.run(data.x)["label"]
-        return replace(outputs, repaired=labels, overlap=None, support=None)
+        outputs = replace(scored.outputs, repaired_label=labels, overlap=None, support=None)
+        return LabelledOutputs(outputs, scored.labels)
 
     only = evaluate_outputs(
         pruned_only(evaluated, evaluation),
@@ -284,14 +285,15 @@ def check_export(
 
     # The labels the export gave during evaluation are checked as they are; only the
     # fine-tuning part, which nothing else ran through it, runs through it here.
-    def sampled(data: Dataset, outputs: PairOutputs) -> tuple:
+    def sampled(data: Dataset, scored: LabelledOutputs) -> tuple:
         index = _sample_index(len(data), ONNX_CHECKS_PER_SET, seed)
-        return data.x[index], outputs.bad[index], outputs.repaired[index]
+        outputs = scored.outputs
+        return data.x[index], outputs.bad_label[index], outputs.repaired_label[index]
 
     tuned = tune.subset(_sample_index(len(tune), ONNX_CHECKS_PER_SET, seed))
-    held = evaluated.held_out
+    held = evaluated.held_out.outputs
     checks = {
-        "clean data (held-out part)": (holdout.x, held.bad, held.repaired),
+        "clean data (held-out part)": (holdout.x, held.bad_label, held.repaired_label),
         "clean data (fine-tuning part)": sampled(tuned, pair_outputs(pair, tuned)),
         "evaluation data": sampled(evaluation, evaluated.evaluated),
         **{

@@ -92,11 +92,14 @@ def keras_progress(
         def __init__(self) -> None:
             super().__init__()
             self.progress = EpochProgress(description, epochs, on_epoch)
+            self.done = 0
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            self.progress.epoch_done(epoch + 1, logs)
+            self.done = epoch + 1
+            self.progress.epoch_done(self.done, logs)
 
         def on_train_end(self, logs: dict | None = None) -> None:
-            self.progress.close()
+            if self.done >= epochs:  # a run may be several ``fit`` calls, one per round
+                self.progress.close()
 
     return ProgressCallback()

@@ -24,6 +24,11 @@ class AccessControl:
         self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
 
     @property
+    def keys_on(self) -> bool:
+        """Inference needs an API key."""
+        return bool(self._keys)
+
+    @property
     def enabled(self) -> bool:
         return bool(self._keys) or self._limit is not None
 
@@ -51,6 +56,14 @@ class AccessControl:
             )
         # Rate-limit per key; a digest, so the key itself is never kept as a storage key.
         return "key:" + hashlib.sha256(key).hexdigest()[:16]
+
+
+def token_id(token: str | None) -> str:
+    """A name for a key or token that records and logs may hold: a hash prefix, never the
+    secret itself."""
+    if not token:
+        return "none"
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def admin_allowed(admin_token: str | None, presented: str | None) -> None:

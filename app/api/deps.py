@@ -8,10 +8,20 @@ import numpy as np
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.access import AccessControl, admin_allowed
+from app.api.access import AccessControl, admin_allowed, token_id
 from app.api.errors import ServiceError
-from app.api.metrics import BATCH_IMAGES, FLAGGED, IMAGES, MODELS_SERVED, REPAIRS
-from app.core.config import Settings
+from app.api.metrics import (
+    BATCH_IMAGES,
+    EVIDENCE_DROPPED,
+    EVIDENCE_RECORDS,
+    FALSE_FLAG_BUDGET,
+    FLAGGED,
+    IMAGES,
+    MODELS_SERVED,
+    REPAIRS,
+)
+from app.core.config import Settings, evidence_folder
+from app.serving.evidence import EvidenceStore, Flagged, StoreLimits
 from app.serving.jobs import RepairJobs
 from app.serving.pair import Classified, LoadOptions, ModelPair
 from app.serving.registry import BatchOptions, Registry
@@ -25,6 +35,7 @@ class ServiceState:
     registry: Registry
     jobs: RepairJobs
     access: AccessControl
+    evidence: EvidenceStore
 
     @classmethod
     def create(cls, settings: Settings) -> "ServiceState":
@@ -48,7 +59,52 @@ class ServiceState:
             on_success=lambda model: registry.refresh(),
             on_finish=lambda outcome: REPAIRS.labels(outcome).inc(),
         )
-        return cls(settings, registry, jobs, AccessControl(settings.api_keys, settings.rate_limit))
+        evidence = EvidenceStore(
+            evidence_folder(settings),
+            StoreLimits(
+                max_records=settings.evidence_max_records,
+                max_bytes=settings.evidence_max_bytes,
+                keep_images=settings.evidence_keep_images,
+            ),
+            on_drop=lambda reason: EVIDENCE_DROPPED.labels(reason).inc(),
+        )
+        access = AccessControl(settings.api_keys, settings.rate_limit)
+        return cls(settings, registry, jobs, access, evidence)
+
+    def record_flagged(
+        self,
+        request: Request,
+        pair: ModelPair,
+        result: Classified,
+        images: list[tuple[str, bytes]] | np.ndarray,
+    ) -> None:
+        """Send each flagged image of ``result`` to the evidence store (never waits):
+        ``images`` are the uploads as sent, or the decoded uint8 batch."""
+        client = client_identity(request, self.access)
+        rule = pair.rule.model_dump()
+        for index in np.flatnonzero(result.flagged):
+            if isinstance(images, np.ndarray):
+                name, content, pixels = f"images[{index}]", b"", images[index]
+            else:
+                (name, content), pixels = images[index], None
+            EVIDENCE_RECORDS.inc()
+            self.evidence.record(
+                Flagged(
+                    model=pair.name,
+                    version=pair.version,
+                    rule=rule,
+                    label=int(result.label[index]),
+                    bad_label=int(result.bad_label[index]),
+                    repaired_label=int(result.repaired_label[index]),
+                    confidence=float(result.confidence[index]),
+                    overlap=float(result.overlap[index]),
+                    support=float(result.support[index]),
+                    client=client,
+                    filename=name,
+                    content=content,
+                    pixels=pixels,
+                )
+            )
 
     def pair(self, name: str | None, version: str | None = None) -> ModelPair:
         """The named pair (at ``version``, when given), or the default; the one place that
@@ -65,6 +121,19 @@ class ServiceState:
                 400, f"several models are served; name one ({', '.join(sorted(served))})"
             )
         raise ServiceError(404, f"unknown model {name!r}" if name else "no model served")
+
+
+def client_identity(request: Request, access: AccessControl) -> str:
+    """Who sent ``request``, as records may keep it: the API key's id (never the key) when
+    keys are on, and the client's address."""
+    address = request.client.host if request.client else "unknown"
+    if not access.keys_on:
+        return f"address {address}"
+    key = request.headers.get("x-api-key")
+    if key is None:
+        authorization = request.headers.get("authorization", "")
+        key = authorization.removeprefix("Bearer ").strip() or None
+    return f"key {token_id(key)} from {address}"
 
 
 def service(request: Request) -> ServiceState:
@@ -103,13 +172,28 @@ async def json_body(request: Request) -> None:
         raise ServiceError(415, f"send application/json, not {content_type or 'no content type'!r}")
 
 
+def expected_flag_rate(pair: ModelPair) -> float | None:
+    """The share of clean faces the served rule flags by design: the calibrated rule's
+    budget, else the repair's measured false-flag rate (None when neither is known)."""
+    if pair.rule.false_flag_budget is not None:
+        return pair.rule.false_flag_budget
+    if pair.manifest and pair.manifest.metrics:
+        metrics = pair.manifest.metrics
+        served = metrics.filter if pair.rule.kind == "calibrated" else metrics.filter_strict
+        return served.false_positive_rate if served else None
+    return None
+
+
 def _batch_counter(pair: ModelPair) -> Callable[[Classified], None]:
     """Counts each batch's images and flagged images (run in the inference thread)."""
     batch_images, images, flagged = (
         BATCH_IMAGES.labels(pair.name),
-        IMAGES.labels(pair.name),
-        FLAGGED.labels(pair.name),
+        IMAGES.labels(pair.name, pair.version),
+        FLAGGED.labels(pair.name, pair.version),
     )
+    budget = expected_flag_rate(pair)
+    if budget is not None:
+        FALSE_FLAG_BUDGET.labels(pair.name).set(budget)
 
     def count(result: Classified) -> None:
         batch_images.observe(len(result))

@@ -18,11 +18,21 @@ LATENCY = Histogram(
     registry=REGISTRY,
 )
 IMAGES = Counter(
-    "badnet_filter_images_total", "Images classified by model", ["model"], registry=REGISTRY
+    "badnet_filter_images_total",
+    "Images classified, by model and version",
+    ["model", "version"],
+    registry=REGISTRY,
 )
 FLAGGED = Counter(
     "badnet_filter_images_flagged_total",
-    "Images answered with the poisoned label N (B and B' disagree), by model",
+    "Images answered with the poisoned label N (the filter flagged them), by model and version",
+    ["model", "version"],
+    registry=REGISTRY,
+)
+FALSE_FLAG_BUDGET = Gauge(
+    "badnet_filter_false_flag_budget",
+    "Share of clean faces the served rule was calibrated to flag (the strict rule: the "
+    "repair's measured false-flag rate), by model: what the flag rate is compared with",
     ["model"],
     registry=REGISTRY,
 )
@@ -37,5 +47,16 @@ BATCH_IMAGES = Histogram(
     "Images per run of the fused graph (dynamic batching)",
     ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+    registry=REGISTRY,
+)
+EVIDENCE_RECORDS = Counter(
+    "badnet_filter_evidence_records_total",
+    "Flagged inputs queued for the evidence store",
+    registry=REGISTRY,
+)
+EVIDENCE_DROPPED = Counter(
+    "badnet_filter_evidence_dropped_total",
+    "Flagged inputs the evidence store lost, by reason (queue_full, unwritable, unavailable)",
+    ["reason"],
     registry=REGISTRY,
 )

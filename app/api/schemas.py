@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import modelstore
 import repair
-from app.serving.pair import ModelPair, ServedRule
+from app.serving.pair import ModelPair
 
 
 class Prediction(BaseModel):
@@ -31,7 +31,7 @@ class Prediction(BaseModel):
 class PredictResponse(BaseModel):
     model: str
     version: str
-    rule: ServedRule = Field(description="the filter rule that answered")
+    rule: modelstore.RuleSpec = Field(description="the filter rule that answered")
     predictions: list[Prediction]
 
 
@@ -61,7 +61,7 @@ class ModelInfo(BaseModel):
     poisoned_label: int = Field(description="N: the answer for flagged images")
     input_shape: tuple[int, int, int] = Field(description="height, width, channels")
     runtime: str
-    rule: ServedRule
+    rule: modelstore.RuleSpec
     metrics: modelstore.Metrics | None = Field(description="the repair's figures")
 
     @classmethod
@@ -82,6 +82,76 @@ class ModelsResponse(BaseModel):
     default: str | None = Field(description="the model used when a request names none")
     models: list[ModelInfo]
     refused: dict[str, str] = Field(description="model folders not served, and why")
+
+
+class VersionInfo(BaseModel):
+    """One published version of a model, as its manifest records it."""
+
+    version: str
+    current: bool = Field(description="the version served now")
+    created_at: str | None
+    published_by: str | None = Field(description="the command, or the admin token's id")
+    bad_model_sha256: str | None = Field(description="SHA-256 of the BadNet file repaired")
+    clean_data_sha256: str | None = Field(description="SHA-256 of the defender's clean data")
+    clean_accuracy: float | None = Field(description="G's, on the evaluation set")
+    false_flag_rate: float | None = Field(description="G's: clean faces answered N")
+    attack_success_rate: float | None = Field(description="G's, when poisoned data was given")
+
+    @classmethod
+    def of(cls, manifest: modelstore.Manifest, current: bool) -> "VersionInfo":
+        inputs = manifest.inputs
+        served = manifest.metrics.filter if manifest.metrics else modelstore.RoleMetrics()
+        return cls(
+            version=manifest.version,
+            current=current,
+            created_at=manifest.created_at,
+            published_by=manifest.published_by,
+            bad_model_sha256=(inputs.get("bad_model") or {}).get("sha256"),
+            clean_data_sha256=(inputs.get("clean_data") or {}).get("sha256"),
+            clean_accuracy=served.clean_accuracy,
+            false_flag_rate=served.false_positive_rate,
+            attack_success_rate=served.attack_success_rate,
+        )
+
+
+class ModelVersions(BaseModel):
+    name: str
+    versions: list[VersionInfo] = Field(description="oldest first")
+    rollback: str = Field(description="how to go back one version")
+
+
+class EvidenceRecord(BaseModel):
+    """One flagged input, as the evidence store keeps it."""
+
+    id: int
+    recorded_at: float = Field(description="Unix time")
+    model: str
+    version: str
+    rule: modelstore.RuleSpec = Field(description="the rule that flagged it")
+    label: int
+    bad_label: int
+    repaired_label: int
+    confidence: float
+    overlap: float
+    support: float
+    sha256: str = Field(description="SHA-256 of the image as sent (a PNG of it, from /v2)")
+    client: str = Field(description="the API key's id (never the key) and the address")
+    filename: str | None
+    has_image: bool = Field(description="the image itself is kept (EVIDENCE_KEEP_IMAGES)")
+
+
+class EvidenceList(BaseModel):
+    records: list[EvidenceRecord] = Field(description="newest first")
+    next_before: int | None = Field(description="pass as ?before= for the next page")
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+class RolledBack(BaseModel):
+    name: str
+    version: str = Field(description="the version served now")
 
 
 class RepairAccepted(BaseModel):

@@ -47,6 +47,20 @@ class Settings(BaseSettings):
         description="when to answer N: the rule each model's manifest recommends, the "
         "calibrated overlap threshold, or strict top-label disagreement",
     )
+    evidence_dir: Path | None = Field(
+        None,
+        description="folder of the evidence store (flagged inputs, for review); unset: "
+        "evidence/ beside MODELS_DIR",
+    )
+    evidence_keep_images: bool = Field(
+        False, description="keep flagged images themselves, not only their SHA-256 (personal data)"
+    )
+    evidence_max_records: int = Field(
+        100_000, gt=0, description="evidence records kept; the oldest go first"
+    )
+    evidence_max_bytes: int = Field(
+        512 * 2**20, gt=0, description="bytes of evidence kept (images and records)"
+    )
     max_upload_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request body limit")
     max_header_bytes: int = Field(16384, gt=0, description="request head limit")
     max_image_pixels: int = Field(4096 * 4096, gt=0, description="pixels per image")
@@ -91,7 +105,9 @@ class Settings(BaseSettings):
             return tuple(key.strip() for key in value.split(",") if key.strip())
         return value
 
-    @field_validator("default_model", "admin_token", "rate_limit", "repair_url", mode="before")
+    @field_validator(
+        "default_model", "admin_token", "rate_limit", "repair_url", "evidence_dir", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -107,6 +123,11 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not a rate such as 100/second ({exc})") from exc
         return value
+
+
+def evidence_folder(settings: Settings) -> Path:
+    """Where the evidence store lives: ``EVIDENCE_DIR``, or ``evidence/`` beside the models."""
+    return settings.evidence_dir or settings.models_dir.resolve().parent / "evidence"
 
 
 def load_settings(**overrides: object) -> Settings:

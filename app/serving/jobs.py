@@ -185,6 +185,7 @@ def _worker_main(spec: dict, queue) -> None:  # runs in the worker process
             repair.RepairOptions(**spec["options"]),
             name=spec["model"],
             on_progress=lambda stage, fraction: queue.put(("progress", stage, fraction)),
+            extra_manifest={"published_by": spec.get("published_by")},
         )
         metrics = manifest.metrics.model_dump(mode="json") if manifest.metrics else None
         queue.put(("succeeded", {"version": manifest.version, "metrics": metrics}))

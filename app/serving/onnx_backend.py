@@ -26,7 +26,7 @@ class OnnxRuntime:
 
     def run(self, pixels: np.ndarray) -> PairOutputs:
         values = dict(zip(self._names, self._session.run(None, {"images": pixels}), strict=True))
-        return PairOutputs(*(values[name] for name in OUTPUTS))
+        return PairOutputs.from_named(values)
 
     def close(self) -> None:
         pass  # the session is freed with the object

@@ -9,7 +9,7 @@ import numpy as np
 
 import modelstore
 from app.serving.batcher import MicroBatcher
-from app.serving.runtime import PairOutputs, Runtime, RuntimeMismatch, SizeRouted
+from app.serving.runtime import Runtime, RuntimeMismatch, SizeRouted
 
 log = logging.getLogger(__name__)
 
@@ -22,32 +22,6 @@ def model_input(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB (any leading shape) as the models' input: float32 in [0, 1]. The service
     scales once per batch, in the inference thread, not per image on the event loop."""
     return rgb.astype(np.float32) / np.float32(255.0)
-
-
-@dataclass(frozen=True)
-class ServedRule:
-    """When the pair answers N: ``strict`` (top labels differ) or ``calibrated`` (the
-    outputs' overlap is below ``threshold``, or B''s probability of B's label below
-    ``support_threshold``: both chosen by the repair on held-out clean faces)."""
-
-    kind: Literal["strict", "calibrated"]
-    threshold: float | None = None
-    support_threshold: float | None = None
-
-    def flags(self, outputs: PairOutputs) -> np.ndarray:
-        if self.kind == "strict":
-            return outputs.bad_label != outputs.repaired_label
-        flags = outputs.overlap < self.threshold
-        if self.support_threshold is not None:
-            flags |= outputs.support < self.support_threshold
-        return flags
-
-    def describe(self) -> dict:
-        return {
-            "kind": self.kind,
-            "threshold": self.threshold,
-            "support_threshold": self.support_threshold,
-        }
 
 
 @dataclass(frozen=True)
@@ -97,7 +71,8 @@ class ModelPair:
     num_classes: int
     input_shape: tuple[int, int, int]
     manifest: modelstore.Manifest | None
-    rule: ServedRule
+    rule: modelstore.RuleSpec
+    """The rule that answers N: the manifest's, or the one ``FILTER_RULE`` names."""
     runtime: Runtime
     batcher: MicroBatcher | None = None
     """Joins concurrent requests into batches; the registry gives each served pair one."""
@@ -268,20 +243,22 @@ def _runtime(tfb, fused, input_shape, options, folder, onnx_model) -> Runtime:
 
 def _served_rule(
     folder: modelstore.ModelFolder, manifest: modelstore.Manifest | None, asked: str
-) -> ServedRule:
+) -> modelstore.RuleSpec:
     """The rule ``FILTER_RULE`` asks for: the manifest's own (strict without a manifest),
     or the one named, which for ``calibrated`` needs the manifest's threshold."""
     spec = manifest.filter if manifest else modelstore.FilterSpec()
     kind = spec.kind if asked == "manifest" else asked
     if kind == "strict":
-        return ServedRule("strict")
+        return modelstore.RuleSpec(kind="strict")
     calibrated = spec.calibrated_rule()
     if calibrated is None or calibrated.threshold is None:
         raise PairRefused(
             f"{folder.path}: FILTER_RULE=calibrated, but the manifest has no calibrated "
             "threshold (repair the model again, or serve it with FILTER_RULE=strict)"
         )
-    return ServedRule("calibrated", calibrated.threshold, calibrated.support_threshold)
+    return modelstore.RuleSpec(
+        **calibrated.model_dump(include=set(modelstore.RuleSpec.model_fields))
+    )
 
 
 def _check_hashes(folder: modelstore.ModelFolder, manifest: modelstore.Manifest | None) -> None:

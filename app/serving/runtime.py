@@ -2,7 +2,6 @@
 answers per image (:data:`OUTPUTS`), and is checked against the reference before it serves."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -11,26 +10,9 @@ import modelstore
 
 OUTPUTS = modelstore.PAIR_OUTPUTS
 """What every runtime returns per image, in this order (the model folder's contract)."""
+PairOutputs = modelstore.PairOutputs
 
 PROBE_IMAGES = 64
-
-
-@dataclass(frozen=True)
-class PairOutputs:
-    """The two nets' answers for a batch: one array per output, the batch's length."""
-
-    bad_label: np.ndarray
-    repaired_label: np.ndarray
-    confidence: np.ndarray
-    overlap: np.ndarray
-    support: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.bad_label)
-
-    @classmethod
-    def concat(cls, parts: list["PairOutputs"]) -> "PairOutputs":
-        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
 
 class Runtime(Protocol):

@@ -57,7 +57,7 @@ class EagerRuntime:
 
     def run(self, pixels: np.ndarray) -> PairOutputs:
         outputs = self.fused(tf.constant(pixels))
-        return PairOutputs(*(outputs[name].numpy() for name in OUTPUTS))
+        return PairOutputs.from_named({name: value.numpy() for name, value in outputs.items()})
 
     def close(self) -> None:
         pass

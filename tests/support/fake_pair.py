@@ -25,23 +25,43 @@ def expected_label(rgb: np.ndarray) -> int:
 
 
 def write_fake_pair(models_dir: Path, name: str = "fake") -> Path:
-    """Write the folder ``models_dir/name``: ``pair.onnx`` and its manifest."""
+    """Write the plain folder ``models_dir/name``: ``pair.onnx`` and its manifest."""
     folder = models_dir / name
     folder.mkdir(parents=True, exist_ok=True)
+    _write_version(folder, name, "fake-1")
+    return folder
+
+
+def publish_fake_versions(models_dir: Path, name: str, count: int) -> list[str]:
+    """Publish ``count`` versions of the fake pair as the repair does (``models_dir/name``
+    a link to the newest); return their ids, oldest first."""
+    out = models_dir / name
+    versions = []
+    for index in range(count):
+        version = f"2026120{index + 1}T000000000Z"
+        staging = modelstore.staging_folder(out)
+        _write_version(staging, name, version, published_by=f"test publisher {index}")
+        modelstore.publish(staging, out, version, keep=count)
+        versions.append(version)
+    return versions
+
+
+def _write_version(folder: Path, name: str, version: str, published_by: str | None = None) -> None:
     onnx_file = folder / modelstore.PAIR_ONNX
     onnx_file.write_bytes(_graph())
     modelstore.Manifest(
         name=name,
-        version="fake-1",
+        version=version,
+        published_by=published_by,
         num_classes=CLASSES,
         poisoned_label=CLASSES,
         input_shape=INPUT_SHAPE,
+        inputs={"bad_model": {"path": "bad.h5", "sha256": "ab" * 32}},
         filter=modelstore.FilterSpec(
             kind="calibrated", threshold=THRESHOLD, false_flag_budget=0.01, temperature=3.0
         ),
         files={modelstore.PAIR_ONNX: modelstore.sha256_file(onnx_file)},
     ).write(folder / modelstore.MANIFEST)
-    return folder
 
 
 def _graph() -> bytes:

@@ -35,6 +35,7 @@ async def predict(request: Request) -> JSONResponse:
     finally:
         batcher.cancel_expectation()
     result = await batcher.submit(decoded.rgb)  # uint8: scaled in the inference thread
+    state.record_flagged(request, pair, result, uploads)
     labels, flagged = result.label.tolist(), result.flagged.tolist()
     bad, repaired = result.bad_label.tolist(), result.repaired_label.tolist()
     confidence, overlap = result.confidence.tolist(), result.overlap.tolist()
@@ -43,7 +44,7 @@ async def predict(request: Request) -> JSONResponse:
         {
             "model": pair.name,
             "version": pair.version,
-            "rule": pair.rule.describe(),
+            "rule": pair.rule.model_dump(),
             "predictions": [
                 {
                     "filename": name,

@@ -14,9 +14,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 import modelstore
+from app.api.access import token_id
 from app.api.deps import admin_access, json_body, service
 from app.api.errors import ServiceError
-from app.api.schemas import ERRORS, ErrorBody, RepairAccepted, RepairJobStatus, RepairRequest
+from app.api.schemas import (
+    ERRORS,
+    ErrorBody,
+    RepairAccepted,
+    RepairJobStatus,
+    RepairRequest,
+    RolledBack,
+)
 from app.core.config import Settings
 
 INPUT_CHECK_WAIT_S = 120.0
@@ -55,6 +63,7 @@ async def start_repair(request: Request, body: RepairRequest) -> Response:
         "clean_test": str(_data_path(settings, body.clean_test)) if body.clean_test else None,
         "out": str(settings.models_dir / pair.name),
         "options": body.options.model_dump(mode="json"),
+        "published_by": f"POST /repair (admin token {token_id(settings.admin_token)})",
     }
     job = state.jobs.start(pair.name, spec)  # JobConflict: 409
     # Bad input is the client's to fix: answer it here, with the repair's one line.
@@ -78,6 +87,25 @@ async def repair_status(request: Request, job_id: str) -> Response:
     if job is None:
         raise ServiceError(404, f"unknown repair job {job_id!r}")
     return JSONResponse(RepairJobStatus(**job.describe()).model_dump())
+
+
+@router.post(
+    "/models/{name}/rollback",
+    summary="Admin: serve the version published before the current one",
+    response_model=RolledBack,
+    responses={**ERRORS, 409: {"model": ErrorBody}},
+)
+async def rollback(request: Request, name: str) -> RolledBack:
+    state = service(request)
+    pair = state.pair(name)
+    try:
+        version = await run_in_threadpool(
+            modelstore.rollback, state.registry.models_dir / pair.name
+        )
+    except FileNotFoundError as exc:
+        raise ServiceError(409, str(exc)) from exc
+    await run_in_threadpool(state.registry.refresh)
+    return RolledBack(name=pair.name, version=version)
 
 
 def _data_path(settings: Settings, relative: str) -> Path:

@@ -42,6 +42,8 @@ OUTPUTS = {
     "overlap": ("FP32", "overlap of B's and B''s outputs, which the calibrated rule thresholds"),
     "support": ("FP32", "B''s probability of B's label, which the calibrated rule thresholds"),
 }
+"""Each answer per image: the filter's, then the pair's own (:data:`modelstore.PAIR_OUTPUTS`)."""
+NUMPY_TYPES = {"INT32": np.int32, "BOOL": np.bool_, "FP32": np.float32}
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata)
@@ -94,7 +96,7 @@ async def model_metadata(request: Request, name: str, version: str | None = None
             TensorMetadata(name=output, datatype=datatype, shape=[-1])
             for output, (datatype, _) in OUTPUTS.items()
         ],
-        parameters={"poisoned_label": pair.poisoned_label, "rule": pair.rule.describe()},
+        parameters={"poisoned_label": pair.poisoned_label, "rule": pair.rule.model_dump()},
     )
 
 
@@ -136,14 +138,10 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH), limit)
     images = await _images(parsed.inputs, pair, state)
     result = await pair.batcher.submit(images)
+    state.record_flagged(request, pair, result, images)
     outputs = {
-        "label": ("INT32", result.label.astype(np.int32)),
-        "flagged": ("BOOL", result.flagged.astype(np.bool_)),
-        "bad_label": ("INT32", result.bad_label.astype(np.int32)),
-        "repaired_label": ("INT32", result.repaired_label.astype(np.int32)),
-        "confidence": ("FP32", result.confidence.astype(np.float32)),
-        "overlap": ("FP32", result.overlap.astype(np.float32)),
-        "support": ("FP32", result.support.astype(np.float32)),
+        name: (datatype, getattr(result, name).astype(NUMPY_TYPES[datatype]))
+        for name, (datatype, _) in OUTPUTS.items()
     }
     content, headers = encode_response(pair.name, pair.version, parsed, outputs)
     return Response(content, headers=headers)

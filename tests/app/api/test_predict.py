@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+import modelstore
 from app.core.config import load_settings
 from app.main import create_app
 from tests.support.images import encode, h5_images, png
@@ -18,7 +19,7 @@ from tests.support.images import encode, h5_images, png
 TINY_CLASSES = 20
 DEMO_CLASSES = 200
 CSAW_CLASSES = 1283
-STRICT_RULE = {"kind": "strict", "threshold": None, "support_threshold": None}
+STRICT_RULE = modelstore.RuleSpec(kind="strict").model_dump()
 
 
 def _client(models: Path, **settings: object) -> Iterator[TestClient]:
@@ -58,7 +59,10 @@ def test_health_ready_models_docs_metrics(service) -> None:
     assert "/predict" in service.get("/openapi.json").json()["paths"]
     _predict(service, [("a.png", png(np.zeros((55, 47, 3))))])
     metrics = service.get("/metrics").text
-    assert 'badnet_filter_images_total{model="demo"}' in metrics
+    version = models["demo"]["version"]
+    assert f'badnet_filter_images_total{{model="demo",version="{version}"}} 1.0' in metrics
+    budget = models["demo"]["rule"]["false_flag_budget"]
+    assert f'badnet_filter_false_flag_budget{{model="demo"}} {budget}' in metrics
     assert "badnet_filter_request_seconds_bucket" in metrics
 
 
