@@ -8,7 +8,7 @@ with ``parameters.binary_data`` come back the same way.
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,8 @@ class InferRequest:
     inputs: list[Tensor]
     outputs: list[str] | None  # None: every output
     binary_outputs: set[str]
+    parameters: dict = field(default_factory=dict)
+    """The request's own parameters (``binary_data_output``, ``explain``)."""
 
 
 def parse_request(body: bytes, header_length: str | None, max_elements: int) -> InferRequest:
@@ -62,7 +64,10 @@ def parse_request(body: bytes, header_length: str | None, max_elements: int) -> 
         inputs.append(tensor)
     if offset != len(binary):
         raise _bad(f"{len(binary) - offset} bytes of binary data belong to no input")
-    everything_binary = bool((request.get("parameters") or {}).get("binary_data_output"))
+    parameters = request.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise _bad("'parameters' must be an object")
+    everything_binary = bool(parameters.get("binary_data_output"))
     wanted, binary_outputs = None, set()
     if request.get("outputs") is not None:
         if not isinstance(request["outputs"], list):
@@ -78,7 +83,11 @@ def parse_request(body: bytes, header_length: str | None, max_elements: int) -> 
         binary_outputs = {"*"}
     request_id = request.get("id")
     return InferRequest(
-        request_id if isinstance(request_id, str) else None, inputs, wanted, binary_outputs
+        request_id if isinstance(request_id, str) else None,
+        inputs,
+        wanted,
+        binary_outputs,
+        parameters,
     )
 
 

@@ -10,6 +10,20 @@ import repair
 from app.serving.pair import ModelPair
 
 
+class ExplanationBody(BaseModel):
+    """Where in the image B and B' part ways (occlusion of the filter's disagreement)."""
+
+    heat: list[list[float]] = Field(
+        description="rows x columns of overlapping windows, top-left first: how much "
+        "covering each window lowers the disagreement (B's log-probability of its label "
+        "minus B''s); the trigger's windows are the hottest"
+    )
+    box: tuple[int, int, int, int] = Field(
+        description="the hottest window: top, left, bottom, right (pixels of the model's input)"
+    )
+    forward_passes: int = Field(description="extra runs of the pair this explanation took")
+
+
 class Prediction(BaseModel):
     filename: str
     label: int = Field(description="B's label, or N (the poisoned label) when the filter flags")
@@ -26,6 +40,9 @@ class Prediction(BaseModel):
         "support threshold"
     )
     resized: bool = Field(description="the image was resized to the model's input")
+    explanation: ExplanationBody | None = Field(
+        None, description="with ?explain=true (flagged images) or ?explain=all"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -259,7 +276,15 @@ PREDICT_OPENAPI = {
             "required": False,
             "schema": {"type": "string"},
             "description": "served model to use (default: DEFAULT_MODEL, or the only one)",
-        }
+        },
+        {
+            "name": "explain",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["false", "true", "all"]},
+            "description": "true: a heat map of why each flagged image was flagged; all: of "
+            "every image (each costs one more batch of the pair, 64 windows)",
+        },
     ],
     "requestBody": {
         "required": True,
