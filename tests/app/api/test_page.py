@@ -100,6 +100,26 @@ def test_a_person_drops_a_clean_and_a_triggered_face(browser, page_service, demo
             expected = f"label {answer['label']} "
         assert _verdict(browser, path.name).startswith(expected)
     assert answers[1]["poisoned"] and answers[1]["bad_label"] == 0  # the trigger is stopped
+    # The flagged face carries its heat map, drawn over it, with the API's hottest box.
+    explained = httpx.post(
+        page_service.url + "/predict?explain=true",
+        files=files,
+        headers={"X-API-Key": KEY},
+        timeout=30,
+    ).json()["predictions"][1]["explanation"]
+    selector = f'.result[data-file="{triggered.name}"] canvas.heat'
+    (heat,) = browser.find_elements(By.CSS_SELECTOR, selector)
+    assert heat.get_attribute("data-box") == ",".join(map(str, explained["box"]))
+    assert heat.size["width"] > 50 and heat.size["height"] > 50
+    red = browser.execute_script(
+        "const c = arguments[0], d = c.getContext('2d').getImageData(0, 0, c.width, c.height);"
+        "let n = 0; for (let i = 0; i < d.data.length; i += 4) if (d.data[i + 3] > 40) n++;"
+        "return n;",
+        heat,
+    )
+    assert red > 0  # the overlay is painted
+    clean_row = f'.result[data-file="{clean.name}"] canvas.heat'
+    assert not browser.find_elements(By.CSS_SELECTOR, clean_row)  # clean: no overlay
     # The demo faces are each model's own, at its input size.
     named = httpx.get(page_service.url + "/demo/faces?model=demo", timeout=30).json()
     assert named == sorted(p.name for p in faces.glob("*.png"))
