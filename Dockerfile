@@ -30,7 +30,8 @@ FROM base AS serve
 COPY modelstore /srv/modelstore
 COPY repair /srv/repair
 COPY app /srv/app
-RUN mkdir -p /srv/models /srv/data && chown app:app /srv/models /srv/data
+RUN mkdir -p /srv/models /srv/data /srv/evidence \
+    && chown app:app /srv/models /srv/data /srv/evidence
 ENV RUNTIME=onnx
 USER 10001:10001
 EXPOSE 8000
@@ -49,10 +50,10 @@ COPY input /srv/input
 ARG BAD_MODEL=""
 ARG CLEAN_DATA=""
 ARG MODEL_NAME=""
-RUN mkdir -p /srv/models /srv/data \
+RUN mkdir -p /srv/models /srv/data /srv/evidence \
     && PY=python BAD_MODEL="$BAD_MODEL" CLEAN_DATA="$CLEAN_DATA" MODEL_NAME="$MODEL_NAME" \
        ./scripts/build_models.sh \
-    && chown -R app:app /srv/models /srv/data
+    && chown -R app:app /srv/models /srv/data /srv/evidence
 USER 10001:10001
 EXPOSE 8000
 CMD ["python", "-m", "app"]

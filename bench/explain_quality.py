@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for work in sorted(args.work.glob("*-s*-i*")):
         folder = work / "models" / args.label
-        if (folder / "pair.onnx").exists() or folder.is_symlink():
+        if (folder / "pair.onnx").exists():
             rows += _score(work, folder, args.images)
+            if args.figure is not None and not args.figure.exists():
+                _figure(folder, args.figure)
     if not rows:
         print(f"no repairs labelled {args.label!r} under {args.work}")
         return 1
@@ -50,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", type=Path, default=Path("/tmp/repair-quality"))
     parser.add_argument("--label", default="defaults", help="the repair_quality run to explain")
     parser.add_argument("--images", type=int, default=300, help="flagged faces per trigger")
+    parser.add_argument(
+        "--figure", type=Path, help="also draw the first BadNet's first explained faces here"
+    )
     return parser
 
 
@@ -105,6 +110,49 @@ def _score(work: Path, folder: Path, images: int) -> list[dict]:
     return rows
 
 
+def _figure(folder: Path, path: Path, count: int = 3) -> None:
+    """Flagged triggered faces beside their heat maps (red) and hottest windows (yellow)."""
+    from PIL import Image, ImageDraw
+
+    import modelstore
+    from app.serving.explain import Windows, explain
+    from app.serving.onnx_backend import OnnxRuntime
+    from repair.data import load_dataset
+
+    model = modelstore.ModelFolder(folder)
+    manifest = modelstore.read_manifest(model.manifest)
+    runtime = OnnxRuntime(model.pair_onnx.read_bytes())
+    poisoned = load_dataset(manifest.inputs["poisoned_data"][0]["path"])
+    outputs = runtime.run(poisoned.x[:200])
+    chosen = np.flatnonzero((manifest.filter.calibrated_rule() or manifest.filter).flags(outputs))
+    chosen = chosen[:count]
+    picked = modelstore.PairOutputs(
+        *(getattr(outputs, name)[chosen] for name in modelstore.PAIR_OUTPUTS)
+    )
+    windows = Windows.for_size(*manifest.input_shape[:2])
+    scale, tiles = 3, []
+    for image, found in zip(
+        poisoned.x[chosen], explain(runtime.run, poisoned.x[chosen], picked, windows), strict=True
+    ):
+        face = Image.fromarray((image * 255).astype(np.uint8))
+        heat = np.clip(found.heat / max(found.heat.max(), 1e-9), 0, 1)
+        size = face.size
+        alpha = Image.fromarray((heat * 150).astype(np.uint8)).resize(size, Image.BILINEAR)
+        red = Image.new("RGB", size, (230, 20, 20))
+        tile = Image.composite(red, face, alpha).resize((size[0] * scale, size[1] * scale))
+        top, left, bottom, right = (v * scale for v in found.box)
+        ImageDraw.Draw(tile).rectangle((left, top, right - 1, bottom - 1), outline=(255, 212, 0))
+        pair = Image.new("RGB", (tile.width * 2 + 4, tile.height), "white")
+        pair.paste(face.resize(tile.size, Image.NEAREST), (0, 0))
+        pair.paste(tile, (tile.width + 4, 0))
+        tiles.append(pair)
+    sheet = Image.new("RGB", (sum(t.width + 12 for t in tiles), tiles[0].height), "white")
+    for index, tile in enumerate(tiles):
+        sheet.paste(tile, (index * (tile.width + 12), 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
 def _areas(changed: np.ndarray) -> np.ndarray:
     """Each image's changed pixels (N, H, W) filled out to their bounding box, widened by
     :data:`TOLERANCE` on every side."""
@@ -126,7 +174,7 @@ def centres_of(box: tuple[int, int, int, int]) -> tuple[int, int]:
 
 def _markdown(rows: list[dict]) -> str:
     lines = [
-        "| BadNet | trigger | flagged faces explained | trigger area (with tolerance) in the face | "
+        "| BadNet | trigger | flagged faces explained | trigger area (with tolerance) | "
         "hottest window on the trigger | random window | extra passes | ms per image |",
         "|---|---|---|---|---|---|---|---|",
     ]

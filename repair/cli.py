@@ -95,7 +95,7 @@ def add_option_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("repair options")
     for name, field in RepairOptions.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        help_text = f"{field.description} (default: {_shown(field.default)})"
+        help_text = f"{field.description} (default: {_shown(field.default)})".replace("%", "%%")
         kind = _plain_type(field.annotation)
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)

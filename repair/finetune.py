@@ -7,11 +7,10 @@ Why these, for a filter that compares B with B':
   the feature-shift penalty keeps the new layers from growing back along the old weights,
   which is how plain fine-tuning keeps a backdoor at low poisoning rates (Min et al.,
   "Towards Stable Backdoor Purification through Feature Shift Tuning", NeurIPS 2023);
-* the early convolutions stay as in B (``frozen_fraction``; ``conv_1`` and ``conv_2`` on
-  DeepID, :mod:`repair.graph`): generic edge and colour filters, and the costliest layers
-  to train; the rest trains, so the features the new classifier reads still move away
-  from B's; half the time, and with the 1.75% false-flag budget the filter meets the same
-  targets (docs/method.md);
+* the whole net trains by default: a pruning-aware attacker keeps the trigger in channels
+  that clean faces also use, and the convolutions that recognise it must move for the
+  backdoor to go (``frozen_fraction`` keeps the first ones as in B, which halves the time
+  but let up to 4.9% of that attacker's triggered faces through G; docs/method.md);
 * distilling B's outputs on clean faces (``distill``, off by default) would teach B' where B
   is unsure or wrong, but it was measured to carry backdoors over: matching B's outputs
   rebuilds B's mapping from the convolutional features, trigger included (docs/method.md).

@@ -13,9 +13,10 @@
   masking the tensor the head reads removes the channel from everything after it, in any
   graph. It is a built-in Keras layer, so B' loads, exports to ONNX and serves as B does.
 * **The frozen early layers**: the weighted layers before the first ``frozen_fraction`` of
-  the trunk's convolutions (generic edges and colours; on DeepID ``conv_1`` and
-  ``conv_2``). **The re-initialised head**: the weighted layers after the feature map that
-  are not convolutions (the dense classifier); the same dense layers are made sparse.
+  the trunk's convolutions (generic edges and colours; none by default, ``conv_1`` and
+  ``conv_2`` on DeepID at 0.5). **The re-initialised head**: the weighted layers after the
+  feature map that are not convolutions (the dense classifier); the same dense layers are
+  made sparse.
 """
 
 from collections.abc import Sequence
@@ -80,7 +81,7 @@ def feature_layers(model: keras.Model) -> list[str]:
 def find_roles(
     model: keras.Model,
     feature_layer: str | None = None,
-    frozen_fraction: float = 0.5,
+    frozen_fraction: float = 0.0,
     frozen: Sequence[str] | None = None,
     reinit: Sequence[str] | None = None,
     sparse: Sequence[str] | None = None,

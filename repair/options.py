@@ -54,12 +54,12 @@ class RepairOptions(BaseModel):
     batch_size: int = Field(128, ge=1, le=4096, description="fine-tuning batch size")
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam's initial learning rate")
     frozen_fraction: float = Field(
-        0.5,
+        0.0,
         ge=0,
         le=1,
         description="share of the convolutions before the pruned feature map (the first "
-        "ones, with their BatchNorms) kept as they are during fine-tuning: generic edges and "
-        "colours; the rest trains (half the time)",
+        "ones, with their BatchNorms) kept as they are during fine-tuning; 0: the whole net "
+        "trains, which a pruning-aware BadNet needs (docs/method.md)",
     )
     frozen_layers: tuple[str, ...] | None = Field(
         None, description="layers kept as they are during fine-tuning, instead of the above"

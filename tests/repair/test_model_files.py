@@ -84,7 +84,8 @@ def test_a_sequential_model_is_loaded_as_a_graph(tmp_path: Path) -> None:
 def test_roles_are_found_from_the_graph(
     arch: str, feature: str, frozen: tuple | None, head: tuple
 ) -> None:
-    roles = find_roles(_net(arch))
+    assert find_roles(_net(arch)).frozen == ()  # the default: the whole net fine-tunes
+    roles = find_roles(_net(arch), frozen_fraction=0.5)
     assert roles.feature_layer == feature
     assert roles.reinit == roles.sparse == head
     if frozen is not None:
