@@ -1,9 +1,9 @@
-"""``python -m bench.explain_quality --label LABEL [--work DIR]``: how well the served
+"""``python -m bench.explain_quality --labels LABEL [...] [--work DIR]``: how well the served
 explanation points at the trigger (the pointing game), and what it costs.
 
 For each BadNet repaired by ``python -m bench.repair_quality --label LABEL`` (under
-``--work``) whose trigger is worn on the face (an accessory or a patch: a warp or a
-whole-image blend has no area to point at), it takes the triggered test faces the filter
+``--work``; the first label that has a repair) whose trigger is worn on the face (an
+accessory or a patch: a warp or a whole-image blend has no area to point at), it takes the triggered test faces the filter
 flags, explains them as the service does (:mod:`app.serving.explain`, ONNX Runtime), and
 counts a hit when the hottest window's centre falls inside the trigger's area: the box
 around the pixels where the triggered face differs from the same clean face (the demo
@@ -33,16 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     rows = []
     for work in sorted(args.work.glob("*-s*-i*")):
-        folder = work / "models" / args.label
-        if (folder / "pair.onnx").exists():
+        folders = [work / "models" / label for label in args.labels]
+        folder = next((f for f in folders if (f / "pair.onnx").exists()), None)
+        if folder is not None:
             rows += _score(work, folder, args.images)
             if args.figure is not None and not args.figure.exists():
                 _figure(folder, args.figure)
     if not rows:
-        print(f"no repairs labelled {args.label!r} under {args.work}")
+        print(f"no repairs labelled {args.labels} under {args.work}")
         return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"explain_quality-{args.label}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    name = "-".join(args.labels)
+    (RESULTS / f"explain_quality-{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(_markdown(rows))
     return 0
 
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.explain_quality", description=__doc__)
     parser.add_argument("--work", type=Path, default=Path("/tmp/repair-quality"))
-    parser.add_argument("--label", default="defaults", help="the repair_quality run to explain")
+    parser.add_argument(
+        "--labels", nargs="+", default=["defaults"], help="the repair_quality runs to explain"
+    )
     parser.add_argument("--images", type=int, default=300, help="flagged faces per trigger")
     parser.add_argument(
         "--figure", type=Path, help="also draw the first BadNet's first explained faces here"
