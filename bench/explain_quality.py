@@ -3,14 +3,15 @@ explanation points at the trigger (the pointing game), and what it costs.
 
 For each BadNet repaired by ``python -m bench.repair_quality --label LABEL`` (under
 ``--work``; the first label that has a repair) whose trigger is worn on the face (an
-accessory or a patch: a warp or a whole-image blend has no area to point at), it takes the triggered test faces the filter
-flags, explains them as the service does (:mod:`app.serving.explain`, ONNX Runtime), and
-counts a hit when the hottest window's centre falls inside the trigger's area: the box
-around the pixels where the triggered face differs from the same clean face (the demo
-renders both from one seed; two lenses and their bridge make one area), widened by the
-pointing game's tolerance (15 pixels of 224 in Zhang et al., 2016: 7% of the side). The
-baseline is a window drawn uniformly at random (its expected hit rate, exactly). Writes
-``bench/results/explain_quality-LABEL.json`` and prints a Markdown table.
+accessory or a patch: a warp or a whole-image blend has no area to point at), it takes
+the triggered test faces the filter flags and explains them as the service does
+(:mod:`app.serving.explain`, ONNX Runtime). A hit is when the hottest window's centre
+falls inside the trigger's area: the box around the pixels where the triggered face
+differs from the same clean face (the demo renders both from one seed; two lenses and
+their bridge make one area), widened by the pointing game's tolerance (15 pixels of 224
+in Zhang et al., 2016: 7% of the side). The baseline is a window drawn uniformly at
+random (its expected hit rate, exactly). Writes ``bench/results/explain_quality-LABELS.json``
+and prints a Markdown table.
 """
 
 import argparse
