@@ -1,6 +1,7 @@
-# Two images from one file (see docs/deployment.md):
+# Two images from this file, a third from deploy/haproxy (see docs/deployment.md):
 #   docker build --target serve  -t badnet-filter:serve .   # a serving replica: ONNX Runtime, no TensorFlow
 #   docker build --target repair -t badnet-filter:repair .  # repairs (TensorFlow, tfmot), demo models built in
+#   docker build -t badnet-filter:proxy deploy/haproxy      # HAProxy: the one entry point
 # Your own BadNet instead of the demo (files in ./input):
 #   docker build --target repair --build-arg BAD_MODEL=input/badnet.h5 \
 #       --build-arg CLEAN_DATA=input/clean.h5 --build-arg MODEL_NAME=mynet -t badnet-filter:repair .

@@ -21,6 +21,10 @@ def main() -> int:
         log_level=settings.log_level,
         workers=settings.workers,
         http=settings.http_parser,  # auto: httptools (faster); h11 limits the head itself
+        proxy_headers=True,
+        # Behind the entry point, X-Forwarded-For names the client (for rate limits and
+        # the evidence records), from these addresses only.
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 

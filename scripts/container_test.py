@@ -2,24 +2,31 @@
 
 ``python scripts/container_test.py`` (CI runs it from ``scripts/test.sh``):
 
-1. builds ``badnet-filter:serve`` and ``badnet-filter:repair`` from this checkout;
+1. builds ``badnet-filter:serve``, ``badnet-filter:repair`` and ``badnet-filter:proxy``
+   from this checkout;
 2. the repair image alone: ready, labels a clean demo face and flags a triggered one, runs
    as uid 10001, an admin repair inside it succeeds and its new version serves, its
    HEALTHCHECK reports healthy;
 3. the serving image alone (no TensorFlow) on those models: ready, and how fast;
-4. ``deploy/test/compose.yml``: a repair replica and two serving replicas sharing the
-   models volume; a repair sent through replica 1 is served by replica 2 within
-   ``RELOAD_INTERVAL_S``; ``down`` and ``up`` again keep the published version.
+4. ``deploy/test/compose.yml``: the entry point (HAProxy), a repair replica and two
+   serving replicas sharing the models volume; a repair sent through replica 1 is served
+   by replica 2 within ``RELOAD_INTERVAL_S``; under steady load through the entry point,
+   a serving replica crashed (SIGKILL, restarted by its restart policy) and one stopped
+   gracefully lose no request and give no wrong answer; ``down`` and ``up`` again keep
+   the published version.
 
 It prints one ``container-test:`` line per measurement. Docker comes from
 ``../shared/tools/container-engine.sh`` (started here, stopped at the end); without it the
 script says so and exits 0.
 """
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -173,11 +180,88 @@ def compose(*args: str) -> str:
                env=env, timeout=600)  # fmt: skip
 
 
+ENTRY = "http://127.0.0.1:18000"
+LOAD_THREADS = 4
+
+
+def crash_replica() -> str:
+    """SIGKILL to replica 1's process, as a crash: its restart policy brings it back."""
+    container = "bftest_filter-1_1"
+    pid = int(run("docker", "inspect", container, "--format", "{{.State.Pid}}"))
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(1)
+    wait_ready("http://127.0.0.1:18001", timeout_s=120)
+    return "a serving replica crashed (SIGKILL), restarted by its restart policy"
+
+
+def stop_replica() -> str:
+    """``docker stop`` on replica 2 (SIGTERM, a graceful shutdown), then started again."""
+    run("docker", "stop", "-t", "20", "bftest_filter-2_1")
+    run("docker", "start", "bftest_filter-2_1")
+    wait_ready("http://127.0.0.1:18002", timeout_s=120)
+    return "a serving replica stopped gracefully (docker stop), then started"
+
+
+def under_load(entry: str, faces: Path, fault) -> str:  # fault: () -> its description
+    """Steady /predict load through ``entry`` while ``fault`` runs; every answer is checked
+    against the one given before the fault. Returns the measurement line."""
+    files = sorted(faces.glob("*.png"))[:8]
+    expected = {}
+    for face in files:
+        body = httpx.post(
+            entry + "/predict",
+            files=[("file", (face.name, face.read_bytes(), "image/png"))],
+            timeout=30,
+        ).json()
+        expected[face.name] = body["predictions"][0]["label"]
+    counts = {"sent": 0, "answered": 0, "failed": 0, "wrong": 0}
+    lock, stop = threading.Lock(), threading.Event()
+
+    def client(offset: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            index = offset
+            while not stop.is_set():
+                face = files[index % len(files)]
+                index += 1
+                outcome = "failed"
+                try:
+                    answer = http.post(
+                        entry + "/predict",
+                        files=[("file", (face.name, face.read_bytes(), "image/png"))],
+                    )
+                    if answer.status_code == 200:
+                        label = answer.json()["predictions"][0]["label"]
+                        outcome = "answered" if label == expected[face.name] else "wrong"
+                except httpx.HTTPError:
+                    pass
+                with lock:
+                    counts["sent"] += 1
+                    counts[outcome] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(LOAD_THREADS)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    started = time.monotonic()
+    description = fault()
+    recovered = time.monotonic() - started
+    time.sleep(3)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert counts["failed"] == 0 and counts["wrong"] == 0, (description, counts)
+    return (
+        f"{description} under {LOAD_THREADS} clients through the entry point: sent "
+        f"{counts['sent']}, answered {counts['answered']}, failed {counts['failed']}, wrong "
+        f"{counts['wrong']}; the replica served again after {recovered:.1f} s"
+    )
+
+
 def two_replicas(work: Path) -> None:
     replica_1, replica_2 = "http://127.0.0.1:18001", "http://127.0.0.1:18002"
     compose("up", "-d")
     try:
-        for url in ("http://127.0.0.1:18100", replica_1, replica_2):
+        for url in ("http://127.0.0.1:18100", replica_1, replica_2, ENTRY):
             wait_ready(url)
         before = version(replica_2)
         status = repair(replica_1)  # sent on to the repair replica
@@ -191,6 +275,8 @@ def two_replicas(work: Path) -> None:
             f"job succeeded (RELOAD_INTERVAL_S=1); {before} -> {status['version']}"
         )
         check_answers(replica_2, work / "faces")
+        for fault in (crash_replica, stop_replica):
+            say(under_load(ENTRY, work / "faces", fault))
         compose("down")
         compose("up", "-d")
         for url in (replica_1, replica_2):
@@ -213,6 +299,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="container-test-"))
     try:
         serve_s, repair_s = build("serve"), build("repair")
+        run("docker", "build", "--network", "host", "-t", "badnet-filter:proxy",
+            str(ROOT / "deploy" / "haproxy"), timeout=900)  # fmt: skip
         say(f"built serve in {serve_s:.0f} s, repair (with the demo models) in {repair_s:.0f} s")
         say(f"image sizes: serve {image_mb('badnet-filter:serve'):.0f} MB, "
             f"repair {image_mb('badnet-filter:repair'):.0f} MB")  # fmt: skip

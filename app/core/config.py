@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     workers: int = Field(1, gt=0, description="uvicorn worker processes (python -m app)")
     host: str = Field("127.0.0.1", description="address to listen on (python -m app)")
     port: int = Field(8000, gt=0, lt=65536, description="port to listen on (python -m app)")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="addresses whose X-Forwarded-For names the client (python -m app); * "
+        "behind the compose entry point, where only the proxy reaches a replica",
+    )
     http_parser: Literal["auto", "h11", "httptools"] = Field(
         "auto", description="uvicorn's HTTP parser (python -m app)"
     )
