@@ -28,7 +28,23 @@ def test_the_kustomization_deploys_every_long_running_resource() -> None:
     on_disk = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == on_disk - {"repair-job.yaml"}  # the Job runs once, on demand
     kinds = {yaml.safe_load((KUBERNETES / f).read_text())["kind"] for f in listed}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PersistentVolumeClaim"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PersistentVolumeClaim",
+        "PodDisruptionBudget",
+    } <= kinds
+
+
+def test_a_rolling_update_and_a_drain_keep_a_replica_serving() -> None:
+    serve = yaml.safe_load((KUBERNETES / "serve-deployment.yaml").read_text())
+    rolling = serve["spec"]["strategy"]["rollingUpdate"]
+    assert serve["spec"]["replicas"] >= 2 and rolling["maxUnavailable"] == 0
+    budget = yaml.safe_load((KUBERNETES / "serve-disruption-budget.yaml").read_text())
+    labels = serve["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert budget["spec"]["minAvailable"] >= 1
 
 
 def test_probes_and_environment_match_the_service() -> None:
