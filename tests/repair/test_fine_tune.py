@@ -10,14 +10,15 @@ from repair.model_io import load_model_file
 from repair.options import RepairOptions
 
 
-def test_fine_tuning_keeps_the_frozen_layers_and_trains_the_rest(tiny_root: Path) -> None:
-    """The first convolutions, found from the graph, come out of the repair exactly as in
-    the BadNet; every later weighted layer was trained."""
+def test_fine_tuning_trains_every_weighted_layer_by_default(tiny_root: Path) -> None:
+    """With the defaults nothing is frozen: every weighted layer comes out of the repair
+    changed, the pruned map's convolution too while some of its channels are kept (the
+    mask, which is not B's, never trains)."""
     folder = tiny_root / "models" / "demo"
     bad, repaired = (load_model_file(folder / name) for name in ("bad.h5", "repaired.h5"))
     pruning = read_manifest(folder / "manifest.json").pruning
     frozen = pruning["frozen_layers"]
-    assert frozen == ["conv_1", "conv_2"]
+    assert RepairOptions().frozen_fraction == 0 and frozen == []
     # Only the mask's kept channels carry gradients back to the layers below it.
     some_kept = len(pruning["pruned_channels"]) < pruning["channels"]
     for layer in bad.layers:
