@@ -96,7 +96,11 @@ def test_repair_swaps_under_load_with_no_failed_request(admin_service, tiny_root
         deadline = time.monotonic() + 10
         while served_version(url) == before and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(1.0)  # requests keep flowing on the new version
+        # Requests keep flowing on the new version (on a busy machine a request can take
+        # over a second: wait for one answered by it, not for a fixed time).
+        deadline = time.monotonic() + 30
+        while status["version"] not in versions and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         stop.set()
         for worker in workers:
