@@ -93,16 +93,11 @@ def _score(work: Path, folder: Path, images: int) -> list[dict]:
         chosen = np.flatnonzero(rule.flags(outputs))[:images]
         if len(chosen) == 0:
             continue
-        picked = modelstore.PairOutputs(
-            *(getattr(outputs, n)[chosen] for n in modelstore.PAIR_OUTPUTS)
-        )
+        picked = outputs.take(chosen)
         started, found = time.perf_counter(), []
         for first in range(0, len(chosen), CHUNK):  # as the service explains a request's
             part = slice(first, first + CHUNK)
-            outputs_part = modelstore.PairOutputs(
-                *(getattr(picked, name)[part] for name in modelstore.PAIR_OUTPUTS)
-            )
-            found += explain(runtime.run, poisoned.x[chosen[part]], outputs_part, windows)
+            found += explain(runtime.run, poisoned.x[chosen[part]], picked.take(part), windows)
         seconds = time.perf_counter() - started
         centres = [((t + b - 1) // 2, (le + r - 1) // 2) for t, le, b, r in windows.boxes]
         hits = [masks[i][centres_of(e.box)] for i, e in zip(chosen, found, strict=True)]
@@ -138,9 +133,7 @@ def _figure(folder: Path, path: Path, count: int = 3) -> None:
     outputs = runtime.run(poisoned.x[:200])
     chosen = np.flatnonzero((manifest.filter.calibrated_rule() or manifest.filter).flags(outputs))
     chosen = chosen[:count]
-    picked = modelstore.PairOutputs(
-        *(getattr(outputs, name)[chosen] for name in modelstore.PAIR_OUTPUTS)
-    )
+    picked = outputs.take(chosen)
     windows = Windows.for_size(*manifest.input_shape[:2])
     scale, tiles = 3, []
     for image, found in zip(

@@ -28,6 +28,12 @@ class PairOutputs:
         """From a runtime's outputs by name (ONNX Runtime's, a SavedModel's)."""
         return cls(*(np.asarray(named[name]) for name in PAIR_OUTPUTS))
 
+    def take(self, index: np.ndarray | slice) -> "PairOutputs":
+        """The outputs of the images at ``index`` only."""
+        return PairOutputs(
+            *(None if (v := getattr(self, f.name)) is None else v[index] for f in fields(self))
+        )
+
     @classmethod
     def concat(cls, parts: list["PairOutputs"]) -> "PairOutputs":
         return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))

@@ -80,7 +80,7 @@ class ServiceState:
     ) -> None:
         """Send each flagged image of ``result`` to the evidence store (never waits):
         ``images`` are the uploads as sent, or the decoded uint8 batch."""
-        client = client_identity(request, self.access)
+        client = client_identity(request)
         rule = pair.rule.model_dump()
         for index in np.flatnonzero(result.flagged):
             if isinstance(images, np.ndarray):
@@ -123,17 +123,12 @@ class ServiceState:
         raise ServiceError(404, f"unknown model {name!r}" if name else "no model served")
 
 
-def client_identity(request: Request, access: AccessControl) -> str:
-    """Who sent ``request``, as records may keep it: the API key's id (never the key) when
-    keys are on, and the client's address."""
+def client_identity(request: Request) -> str:
+    """Who sent ``request``, as records may keep it: the id of the API key that
+    :func:`inference_access` accepted (when keys are on), and the client's address."""
     address = request.client.host if request.client else "unknown"
-    if not access.keys_on:
-        return f"address {address}"
-    key = request.headers.get("x-api-key")
-    if key is None:
-        authorization = request.headers.get("authorization", "")
-        key = authorization.removeprefix("Bearer ").strip() or None
-    return f"key {token_id(key)} from {address}"
+    key_id = getattr(request.state, "key_id", None)
+    return f"key {key_id} from {address}" if key_id else f"address {address}"
 
 
 def service(request: Request) -> ServiceState:
@@ -156,7 +151,10 @@ async def inference_access(request: Request, api_key: ApiKey, credentials: Beare
     if presented is None and credentials is not None:
         presented = credentials.credentials
     client = request.client.host if request.client else None
-    service(request).access.check(client, presented)
+    access = service(request).access
+    access.check(client, presented)
+    if access.keys_on:
+        request.state.key_id = token_id(presented)  # for records: never the key itself
 
 
 async def admin_access(request: Request, credentials: Bearer) -> None:

@@ -8,12 +8,11 @@ from app.serving.explain import Explanation
 from app.serving.pair import Classified, ModelPair
 
 
-async def explain_asked(
-    pair: ModelPair, rgb: np.ndarray, result: Classified, asked: object
+async def explain_chosen(
+    pair: ModelPair, rgb: np.ndarray, result: Classified, chosen: np.ndarray | None
 ) -> dict[int, Explanation]:
-    """The explanations ``asked`` for, by image index: ``true`` explains the flagged
-    images, ``all`` every image; none otherwise (each costs a batch of 64 windows)."""
-    chosen = explain_choice(asked, result)
+    """Explanations of the ``chosen`` images (:func:`explain_choice`), by image index,
+    off the event loop (each costs a batch of the pair's windows)."""
     if chosen is None or not chosen.any():
         return {}
     return await run_in_threadpool(pair.explain, rgb, result, chosen)

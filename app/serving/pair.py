@@ -1,5 +1,6 @@
 """A served model pair (B, B'): its manifest, its filter rule and its inference runtime."""
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,11 @@ class ModelPair:
             outputs.support,
         )
 
+    @functools.cached_property
+    def windows(self) -> Windows:
+        """The occluding windows that explain this pair's flags (its input size's)."""
+        return Windows.for_size(*self.input_shape[:2])
+
     def explain(
         self, rgb: np.ndarray, result: Classified, chosen: np.ndarray
     ) -> dict[int, Explanation]:
@@ -114,8 +120,7 @@ class ModelPair:
             result.overlap[index],
             result.support[index],
         )
-        windows = Windows.for_size(*self.input_shape[:2])
-        found = explain(self.runtime.run, model_input(rgb[index]), original, windows)
+        found = explain(self.runtime.run, model_input(rgb[index]), original, self.windows)
         return dict(zip(index.tolist(), found, strict=True))
 
     def close(self) -> None:

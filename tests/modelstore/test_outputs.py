@@ -51,3 +51,11 @@ def test_calibrated_rule_without_its_scores_is_an_error():
     labels_only = modelstore.PairOutputs(np.zeros(2), np.zeros(2), None, None, None)
     with pytest.raises(ValueError, match="overlaps"):
         rule.flags(labels_only)
+
+
+def test_take_keeps_the_chosen_images_and_absent_scores():
+    picked = _outputs().take(np.array([1, 3]))
+    assert picked.bad_label.tolist() == [3, 7]
+    np.testing.assert_allclose(picked.support, [0.2, 1e-4], rtol=1e-6)
+    labels_only = modelstore.PairOutputs(np.arange(3), np.arange(3), None, None, None)
+    assert labels_only.take(slice(1, 3)).overlap is None

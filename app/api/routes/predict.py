@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import service
-from app.api.explanations import as_json, explain_asked
+from app.api.explanations import as_json, explain_choice, explain_chosen
 from app.api.schemas import ERRORS, PREDICT_OPENAPI, PredictResponse
 from app.api.uploads import decode_uploads, read_uploads
 
@@ -37,7 +37,8 @@ async def predict(request: Request) -> JSONResponse:
         batcher.cancel_expectation()
     result = await batcher.submit(decoded.rgb)  # uint8: scaled in the inference thread
     state.record_flagged(request, pair, result, uploads)
-    explained = await explain_asked(pair, decoded.rgb, result, request.query_params.get("explain"))
+    chosen = explain_choice(request.query_params.get("explain"), result)
+    explained = await explain_chosen(pair, decoded.rgb, result, chosen)
     labels, flagged = result.label.tolist(), result.flagged.tolist()
     bad, repaired = result.bad_label.tolist(), result.repaired_label.tolist()
     confidence, overlap = result.confidence.tolist(), result.overlap.tolist()

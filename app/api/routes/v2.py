@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import ServiceState, service
 from app.api.errors import ServiceError
-from app.api.explanations import as_tensors, explain_asked, explain_choice
+from app.api.explanations import as_tensors, explain_choice, explain_chosen
 from app.api.inference_protocol import HEADER_LENGTH, encode_response, parse_request
 from app.api.schemas import (
     V2_ERRORS,
@@ -28,7 +28,6 @@ from app.api.schemas import (
     V2Ready,
 )
 from app.api.uploads import decode_uploads
-from app.serving.explain import Windows
 from app.serving.pair import ModelPair
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
@@ -145,11 +144,10 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
         name: (datatype, getattr(result, name).astype(NUMPY_TYPES[datatype]))
         for name, (datatype, _) in OUTPUTS.items()
     }
-    explain = parsed.parameters.get("explain")
-    if explain_choice(explain, result) is not None:
-        explained = await explain_asked(pair, images, result, explain)
-        windows = Windows.for_size(height, width)
-        outputs |= as_tensors(explained, len(result), windows.rows, windows.cols)
+    chosen = explain_choice(parsed.parameters.get("explain"), result)
+    if chosen is not None:
+        explained = await explain_chosen(pair, images, result, chosen)
+        outputs |= as_tensors(explained, len(result), pair.windows.rows, pair.windows.cols)
     content, headers = encode_response(pair.name, pair.version, parsed, outputs)
     return Response(content, headers=headers)
 
