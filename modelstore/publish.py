@@ -158,7 +158,10 @@ def _writer_alive(path: Path) -> bool:
         return False
     except PermissionError:
         return True  # someone else's live process
-    return not _zombie(int(pid_text))
+    pid = int(pid_text)
+    # A restarted container numbers its processes from 1 again: a live process that started
+    # after the path was last written is another one with the dead writer's id.
+    return not _zombie(pid) and not _started_after(pid, _mtime(path))
 
 
 def _zombie(pid: int) -> bool:
@@ -170,11 +173,29 @@ def _zombie(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] == "Z"
 
 
-def _age_s(path: Path) -> float:
+def _started_after(pid: int, moment: float) -> bool:
+    """Whether process ``pid`` started more than a second after ``moment`` (epoch seconds)."""
     try:
-        return time.time() - path.lstat().st_mtime
+        after_name = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        boot_line = next(
+            line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+    except (OSError, StopIteration):
+        return False
+    # Field 22 of /proc/PID/stat: the start in clock ticks after boot (btime, epoch seconds).
+    started = int(boot_line.split()[1]) + int(after_name[19]) / os.sysconf("SC_CLK_TCK")
+    return started > moment + 1.0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
     except OSError:
-        return 0.0
+        return time.time()
+
+
+def _age_s(path: Path) -> float:
+    return time.time() - _mtime(path)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -11,9 +11,14 @@
 4. ``deploy/test/compose.yml``: the entry point (HAProxy), a repair replica and two
    serving replicas sharing the models volume; a repair sent through replica 1 is served
    by replica 2 within ``RELOAD_INTERVAL_S``; under steady load through the entry point,
-   a serving replica crashed (SIGKILL, restarted by its restart policy) and one stopped
-   gracefully lose no request and give no wrong answer; ``down`` and ``up`` again keep
-   the published version.
+   a serving replica crashed (SIGKILL, restarted by its restart policy), one stopped
+   gracefully, and the repair container crashed while it published a new version lose no
+   request and give no wrong answer; afterwards a whole version serves, no partial files
+   are left, and the next repair succeeds; ``down`` and ``up`` again keep the published
+   version;
+5. the same deployment with the models volume on a 512 MiB tmpfs, filled up while a repair
+   trains: the repair fails, no request is lost, the old version serves, and once space is
+   freed the next repair succeeds.
 
 It prints one ``container-test:`` line per measurement. Docker comes from
 ``../shared/tools/container-engine.sh`` (started here, stopped at the end); without it the
@@ -96,27 +101,39 @@ def version(url: str) -> str:
     return next(m["version"] for m in models if m["name"] == "demo")
 
 
-def repair(url: str) -> dict:
-    """A quick admin repair of the demo through ``url``; its final job status."""
-    body = {
-        "model": "demo",
-        "clean_data": "demo/clean_validation.h5",
-        "clean_test": "demo/clean_test.h5",
-        "options": {"epochs": 2},
-    }
-    started = httpx.post(url + "/repair", json=body, headers=AUTH, timeout=30)
+REPAIR_BODY = {
+    "model": "demo",
+    "clean_data": "demo/clean_validation.h5",
+    "clean_test": "demo/clean_test.h5",
+    "options": {"epochs": 2},
+}
+
+
+def start_repair(url: str) -> str:
+    """Start a quick admin repair of the demo through ``url``; its job id."""
+    started = httpx.post(url + "/repair", json=REPAIR_BODY, headers=AUTH, timeout=30)
     assert started.status_code == 202, started.text
-    job = started.json()["job_id"]
-    again = httpx.post(url + "/repair", json=body, headers=AUTH, timeout=30)
+    again = httpx.post(url + "/repair", json=REPAIR_BODY, headers=AUTH, timeout=30)
     assert again.status_code == 409, again.text  # one repair of a model at a time
-    deadline = time.monotonic() + 900
+    return started.json()["job_id"]
+
+
+def job_status(url: str, job: str, until, poll_s: float = 1, timeout_s: float = 900) -> dict:
+    """Poll the job until ``until(status)`` holds or it has ended; its last status."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = httpx.get(f"{url}/repair/{job}", headers=AUTH, timeout=10).json()
-        if status["status"] in ("succeeded", "failed"):
-            assert status["status"] == "succeeded", status
+        if until(status) or status["status"] in ("succeeded", "failed"):
             return status
-        time.sleep(1)
-    raise TimeoutError("repair did not finish")
+        time.sleep(poll_s)
+    raise TimeoutError(f"repair job {job} did not get there in {timeout_s} s")
+
+
+def repair(url: str) -> dict:
+    """A quick admin repair of the demo through ``url``; its final job status."""
+    status = job_status(url, start_repair(url), until=lambda s: False)
+    assert status["status"] == "succeeded", status
+    return status
 
 
 def health(container: str, timeout_s: float = 120) -> str:
@@ -174,35 +191,90 @@ def single_containers(work: Path) -> None:
         subprocess.run(["docker", "rm", "-f", "bf-serve"], capture_output=True, check=False)
 
 
-def compose(*args: str) -> str:
-    env = {"ADMIN_TOKEN": TOKEN, "PATH": "/usr/local/bin:/usr/bin:/bin"}
+def compose(*args: str, env: dict | None = None) -> str:
+    """``docker-compose`` on the test deployment; ``args`` may add ``-f`` override files."""
+    env = {"ADMIN_TOKEN": TOKEN, "PATH": "/usr/local/bin:/usr/bin:/bin", **(env or {})}
     return run("docker-compose", "--compatibility", "-p", "bftest", "-f", str(COMPOSE), *args,
                env=env, timeout=600)  # fmt: skip
 
 
 ENTRY = "http://127.0.0.1:18000"
+REPAIR_URL = "http://127.0.0.1:18100"
+REPLICAS = ("http://127.0.0.1:18001", "http://127.0.0.1:18002")
 LOAD_THREADS = 4
 
 
-def crash_replica() -> str:
-    """SIGKILL to replica 1's process, as a crash: its restart policy brings it back."""
-    container = "bftest_filter-1_1"
-    pid = int(run("docker", "inspect", container, "--format", "{{.State.Pid}}"))
-    os.kill(pid, signal.SIGKILL)
+def crash(container: str) -> None:
+    """SIGKILL to the container's first process, as a crash: its restart policy brings it
+    back (``docker kill`` would count as a manual stop)."""
+    os.kill(int(run("docker", "inspect", container, "--format", "{{.State.Pid}}")), signal.SIGKILL)
     time.sleep(1)
-    wait_ready("http://127.0.0.1:18001", timeout_s=120)
-    return "a serving replica crashed (SIGKILL), restarted by its restart policy"
+
+
+def crash_replica() -> str:
+    started = time.monotonic()
+    crash("bftest_filter-1_1")
+    wait_ready(REPLICAS[0], timeout_s=120)
+    return (
+        "a serving replica crashed (SIGKILL), restarted by its restart policy: serving again "
+        f"after {time.monotonic() - started:.1f} s"
+    )
 
 
 def stop_replica() -> str:
     """``docker stop`` on replica 2 (SIGTERM, a graceful shutdown), then started again."""
+    started = time.monotonic()
     run("docker", "stop", "-t", "20", "bftest_filter-2_1")
     run("docker", "start", "bftest_filter-2_1")
-    wait_ready("http://127.0.0.1:18002", timeout_s=120)
-    return "a serving replica stopped gracefully (docker stop), then started"
+    wait_ready(REPLICAS[1], timeout_s=120)
+    return (
+        "a serving replica stopped gracefully (docker stop), then started: serving again "
+        f"after {time.monotonic() - started:.1f} s"
+    )
 
 
-def under_load(entry: str, faces: Path, fault) -> str:  # fault: () -> its description
+def crash_repair_while_publishing() -> str:
+    """A repair through the entry point; SIGKILL to the repair container in its write stage
+    (saving, hashing, publishing the new version). Its restart policy brings it back."""
+    for _ in range(3):  # the write stage lasts a few seconds: catch it, or try again
+        job = start_repair(ENTRY)
+        status = job_status(REPAIR_URL, job, until=lambda s: s["stage"] == "write", poll_s=0.02)
+        if status["status"] == "running":
+            break
+    else:
+        raise AssertionError("never caught a repair in its write stage")
+    started = time.monotonic()
+    crash("bftest_repair_1")
+    wait_ready(REPAIR_URL, timeout_s=300)
+    back = time.monotonic() - started
+    return (
+        "the repair container crashed (SIGKILL) while it published a new version, restarted "
+        f"by its restart policy: repair replica ready again after {back:.1f} s"
+    )
+
+
+FILLER = "/srv/models/.filler"
+
+
+def fill_models_volume_during_repair() -> str:
+    """A repair through the entry point; once it trains, the models volume is filled up to
+    its last byte. The repair must fail, and leave the served version as it was."""
+    job = start_repair(ENTRY)
+    job_status(REPAIR_URL, job, until=lambda s: s["stage"] == "fine-tune", poll_s=0.2)
+    started = time.monotonic()
+    filler = ["docker", "exec", "bftest_repair_1", "dd", "if=/dev/zero", f"of={FILLER}", "bs=1M"]
+    subprocess.run(filler, capture_output=True, check=False)  # ends at "No space left"
+    free = run("docker", "exec", "bftest_repair_1", "df", "--output=avail", "/srv/models")
+    assert free.split()[-1] == "0", free
+    status = job_status(REPAIR_URL, job, until=lambda s: False)
+    assert status["status"] == "failed" and "space" in status["error"], status
+    return (
+        f"the models volume filled up during a repair: the job failed "
+        f'{time.monotonic() - started:.1f} s later ("{status["error"][:60]}…")'
+    )
+
+
+def under_load(entry: str, faces: Path, fault) -> str:  # fault: () -> what happened
     """Steady /predict load through ``entry`` while ``fault`` runs; every answer is checked
     against the one given before the fault. Returns the measurement line."""
     files = sorted(faces.glob("*.png"))[:8]
@@ -242,52 +314,141 @@ def under_load(entry: str, faces: Path, fault) -> str:  # fault: () -> its descr
     for thread in threads:
         thread.start()
     time.sleep(3)
-    started = time.monotonic()
-    description = fault()
-    recovered = time.monotonic() - started
-    time.sleep(3)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    assert counts["failed"] == 0 and counts["wrong"] == 0, (description, counts)
+    try:
+        happened = fault()
+        time.sleep(3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert counts["failed"] == 0 and counts["wrong"] == 0, (happened, counts)
     return (
-        f"{description} under {LOAD_THREADS} clients through the entry point: sent "
+        f"{happened}; under {LOAD_THREADS} clients through the entry point: sent "
         f"{counts['sent']}, answered {counts['answered']}, failed {counts['failed']}, wrong "
-        f"{counts['wrong']}; the replica served again after {recovered:.1f} s"
+        f"{counts['wrong']}"
     )
 
 
+def in_repair(*command: str) -> str:
+    return run("docker", "exec", "bftest_repair_1", *command)
+
+
+def serves_last_good_version() -> str:
+    """No partial files of a dead or failed writer are left; ``models/demo`` names a version
+    whose every file matches its manifest, and both replicas serve it. Returns it."""
+    leftovers = in_repair("sh", "-c", "ls -a /srv/models /srv/models/.versions/demo")
+    assert ".staging-" not in leftovers and ".demo.link-" not in leftovers, leftovers
+    check = (
+        "import json, sys; from pathlib import Path; from modelstore import sha256_file; "
+        "f = Path('/srv/models/demo').resolve(strict=True); "
+        "m = json.loads((f / 'manifest.json').read_text()); "
+        "bad = [n for n, h in m['files'].items() if sha256_file(f / n) != h]; "
+        "print(m['version'] if not bad else 'mixed: ' + ' '.join(bad))"
+    )
+    linked = in_repair("python", "-c", check).strip()
+    assert not linked.startswith("mixed"), linked
+    deadline = time.monotonic() + 30
+    while any(version(url) != linked for url in REPLICAS):
+        assert time.monotonic() < deadline, [version(url) for url in REPLICAS]
+        time.sleep(0.2)
+    return linked
+
+
+def served_by_both(published: str) -> float:
+    """Seconds until both replicas serve ``published``."""
+    started = time.monotonic()
+    while any(version(url) != published for url in REPLICAS):
+        assert time.monotonic() - started < 30, "a replica never served the new version"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def compose_down(*files: Path, env: dict | None = None) -> None:
+    arguments = [item for path in files for item in ("-f", str(path))]
+    subprocess.run(
+        ["docker-compose", "-p", "bftest", *arguments, "down", "-v"],
+        capture_output=True, check=False,
+        env={"ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", **(env or {})},
+    )  # fmt: skip
+
+
 def two_replicas(work: Path) -> None:
-    replica_1, replica_2 = "http://127.0.0.1:18001", "http://127.0.0.1:18002"
     compose("up", "-d")
     try:
-        for url in ("http://127.0.0.1:18100", replica_1, replica_2, ENTRY):
+        for url in (REPAIR_URL, *REPLICAS, ENTRY):
             wait_ready(url)
-        before = version(replica_2)
-        status = repair(replica_1)  # sent on to the repair replica
-        published = time.monotonic()
-        while version(replica_2) != status["version"]:
-            assert time.monotonic() - published < 30, "replica 2 never served the new version"
-            time.sleep(0.05)
-        picked_up = time.monotonic() - published
+        before = version(REPLICAS[1])
+        status = repair(REPLICAS[0])  # sent on to the repair replica
+        picked_up = served_by_both(status["version"])
         say(
             f"a repair through replica 1 was served by replica 2 {picked_up:.2f} s after the "
             f"job succeeded (RELOAD_INTERVAL_S=1); {before} -> {status['version']}"
         )
-        check_answers(replica_2, work / "faces")
-        for fault in (crash_replica, stop_replica):
+        check_answers(REPLICAS[1], work / "faces")
+        for fault in (crash_replica, stop_replica, crash_repair_while_publishing):
             say(under_load(ENTRY, work / "faces", fault))
+        kept = serves_last_good_version()
+        status = repair(ENTRY)
+        served_by_both(status["version"])
+        say(
+            f"after the repair container's crash both replicas served {kept}, whole, with no "
+            f"partial files left; the next repair succeeded and {status['version']} serves"
+        )
         compose("down")
         compose("up", "-d")
-        for url in (replica_1, replica_2):
+        for url in REPLICAS:
             wait_ready(url)
             assert version(url) == status["version"], version(url)
         say("docker-compose down and up again: both replicas serve the published version")
     finally:
-        subprocess.run(
-            ["docker-compose", "-p", "bftest", "-f", str(COMPOSE), "down", "-v"],
-            capture_output=True, check=False, env={"ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
+        compose_down(COMPOSE)
+
+
+SMALL_MODELS = ROOT / "deploy" / "test" / "compose.small-models.yml"
+
+
+def seed_small_models_volume(folder: Path) -> bool:
+    """A tmpfs at ``folder`` holding the repair image's models, as the models volume of
+    ``compose.small-models.yml``. False where this machine cannot mount one."""
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True, check=False).returncode != 0:
+        return False
+    run("docker", "create", "--name", "bf-seed", "badnet-filter:repair")
+    try:
+        run("docker", "cp", "bf-seed:/srv/models/.", str(folder))
+    finally:
+        subprocess.run(["docker", "rm", "bf-seed"], capture_output=True, check=False)
+    run("chown", "-R", "10001:10001", str(folder))
+    return True
+
+
+def full_models_volume(work: Path) -> None:
+    """The models volume on a 512 MiB tmpfs, filled up while a repair trains."""
+    folder = work / "small-models"
+    if not seed_small_models_volume(folder):
+        say("skipped the full models volume: this machine cannot mount a tmpfs")
+        return
+    files = (COMPOSE, SMALL_MODELS)
+    env = {"SMALL_MODELS": str(folder)}
+    try:
+        compose("-f", str(SMALL_MODELS), "up", "-d", env=env)
+        for url in (REPAIR_URL, *REPLICAS, ENTRY):
+            wait_ready(url)
+        before = version(REPLICAS[0])
+        say(under_load(ENTRY, work / "faces", fill_models_volume_during_repair))
+        assert serves_last_good_version() == before
+        in_repair("rm", FILLER)
+        status = repair(ENTRY)
+        served_by_both(status["version"])
+        say(
+            f"with the volume full both replicas kept serving {before}, with no partial files "
+            f"left; once the filler was removed the next repair succeeded and "
+            f"{status['version']} serves"
+        )
+    finally:
+        compose_down(*files, env=env)
+        subprocess.run(["umount", str(folder)], capture_output=True, check=False)
 
 
 def main() -> int:
@@ -306,6 +467,7 @@ def main() -> int:
             f"repair {image_mb('badnet-filter:repair'):.0f} MB")  # fmt: skip
         single_containers(work)
         two_replicas(work)
+        full_models_volume(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         subprocess.run(["bash", str(ENGINE), "stop"], capture_output=True, check=False)

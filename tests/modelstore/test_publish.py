@@ -56,3 +56,35 @@ def test_rollback_command(tmp_path: Path, capsys) -> None:
     _publish(out, "v2", "two")
     assert main(["rollback", "--out", str(out)]) == 0
     assert (out / "manifest.json").read_text() == "one"
+
+
+def test_leftovers_of_a_dead_writer_go_even_when_its_process_id_is_reused(
+    tmp_path: Path,
+) -> None:
+    """A restarted container numbers its processes from 1 again, so a dead writer's id can
+    belong to a live process: one that started after the leftover was written is not its
+    writer. A live writer's staging folder stays."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from modelstore import discard_partial
+
+    out = tmp_path / "models" / "m"
+    _publish(out, "v1", "one")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = socket.gethostname().replace("_", "-")
+        versions = out.parent / ".versions" / "m"
+        reused = versions / f".staging-{other.pid}_{host}_dead"
+        live = versions / f".staging-{os.getpid()}_{host}_live"
+        for folder in (reused, live):
+            folder.mkdir()
+        stamp = reused.stat().st_mtime - 60  # written a minute before `other` started
+        os.utime(reused, (stamp, stamp))
+        assert discard_partial(out) == [reused]
+        assert live.is_dir() and not reused.exists()
+    finally:
+        other.kill()
+        other.wait()
