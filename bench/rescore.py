@@ -1,6 +1,7 @@
 """``python -m bench.rescore [--work /tmp/repair-quality] [--label defaults] [--budgets ...]
-[--support-ceilings ...]``: the filter of published repairs calibrated again under other
-settings, without repairing again.
+[--support-ceilings ...] [--overrule-budgets ...]``: the filter of published repairs
+calibrated again under other settings, without repairing again (the rule is calibrated
+after fine-tuning, from the pair graph's outputs alone).
 
 For each BadNet repaired by ``bench.repair_quality`` it runs the published pair graph on the
 held-out clean faces (the same split as the repair's), calibrates the rule there alone, and
@@ -9,6 +10,7 @@ against B, attack success. Poisoned data is only evaluated.
 """
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -24,35 +26,45 @@ RESULTS = ROOT / "bench" / "results"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.rescore", description=__doc__)
     parser.add_argument("--work", type=Path, default=Path("/tmp/repair-quality"))
-    parser.add_argument("--label", default="defaults", help="the repairs' label")
+    parser.add_argument("--label", nargs="+", default=["defaults"], help="the repairs' labels")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.01, 0.0175])
-    parser.add_argument("--support-ceilings", type=float, nargs="+", default=[0.001, 1.0])
+    parser.add_argument("--support-ceilings", type=float, nargs="+", default=[1.0])
+    parser.add_argument(
+        "--overrule-budgets",
+        type=float,
+        nargs="+",
+        default=[-1.0, 0.005],
+        help="the repair's --overrule-budget; -1: no overruling (B's label always)",
+    )
     args = parser.parse_args(argv)
     rows = []
     for work in sorted(args.work.iterdir()):
-        folder = ModelFolder(work / "models" / args.label)
-        if folder.manifest.is_file():
-            rows += _rescored(work, folder, args.budgets, args.support_ceilings)
+        for label in args.label:
+            folder = ModelFolder(work / "models" / label)
+            if folder.manifest.is_file():
+                rows += _rescored(work, folder, args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"rescore-{args.label}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("| BadNet | budget | support ceiling | G flagged | G drop | G ASR by trigger |")
-    print("|---|---|---|---|---|---|")
+    (RESULTS / f"rescore-{'+'.join(args.label)}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(
+        "| BadNet | budget | support ceiling | overrule budget | G flagged | G drop "
+        "| G ASR by trigger |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         asr = " / ".join(f"{100 * v:.1f}" for v in r["attack_success_by_trigger"].values())
+        overrule = "off" if r["overrule_budget"] is None else f"{100 * r['overrule_budget']:g}%"
         print(
             f"| {r['badnet']} | {100 * r['budget']:.2f}% | {r['support_ceiling']:g} "
-            f"| {100 * r['flagged']:.1f} | {100 * r['drop']:.1f} | {asr} |"
+            f"| {overrule} | {100 * r['flagged']:.1f} | {100 * r['drop']:.1f} | {asr} |"
         )
     return 0
 
 
-def _rescored(
-    work: Path, folder: ModelFolder, budgets: list[float], ceilings: list[float]
-) -> list[dict]:
+def _rescored(work: Path, folder: ModelFolder, args: argparse.Namespace) -> list[dict]:
     from repair.data import load_dataset
     from repair.evaluate import pair_outputs
     from repair.export import OnnxGraph
-    from repair.filter_rule import calibrate_on
+    from repair.filter_rule import calibrate_on, calibrate_overrule
     from repair.pipeline import holdout_split
 
     manifest = read_manifest(folder.manifest)
@@ -71,29 +83,31 @@ def _rescored(
     n = manifest.num_classes
     bad_accuracy = float(np.mean(test.outputs.bad_label == test.labels))
     rows = []
-    for budget in budgets:
-        for ceiling in ceilings:
-            rule = calibrate_on(
-                held.outputs.overlap,
-                held.outputs.support,
-                budget,
-                options["overlap_temperature"],
-                ceiling,
-            )
-            answers = test.answers(rule, n)
-            rows.append(
-                {
-                    "badnet": work.name,
-                    "budget": budget,
-                    "support_ceiling": ceiling,
-                    "flagged": float(np.mean(answers == n)),
-                    "drop": bad_accuracy - float(np.mean(answers == test.labels)),
-                    "attack_success_by_trigger": {
-                        name: float(np.mean(o.answers(rule, n) == o.labels))
-                        for name, o in triggers.items()
-                    },
-                }
-            )
+    for budget, ceiling, overrule in itertools.product(
+        args.budgets, args.support_ceilings, args.overrule_budgets
+    ):
+        temperature = options["overlap_temperature"]
+        rule = calibrate_on(
+            held.outputs.overlap, held.outputs.support, budget, temperature, ceiling
+        )
+        if overrule >= 0:
+            rule = calibrate_overrule(rule, held.outputs, held.labels, overrule)
+        answers = test.answers(rule, n)
+        rows.append(
+            {
+                "badnet": f"{work.name} ({folder.path.name})",
+                "budget": budget,
+                "support_ceiling": ceiling,
+                "overrule_budget": overrule if overrule >= 0 else None,
+                "overrule_below": rule.overrule_below,
+                "flagged": float(np.mean(answers == n)),
+                "drop": bad_accuracy - float(np.mean(answers == test.labels)),
+                "attack_success_by_trigger": {
+                    name: float(np.mean(o.answers(rule, n) == o.labels))
+                    for name, o in triggers.items()
+                },
+            }
+        )
     return rows
 
 

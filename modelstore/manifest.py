@@ -36,6 +36,22 @@ class RuleSpec(_Section):
     score: str = "top-label disagreement"
     support_threshold: float | None = None
     """The calibrated rule also flags B''s probability of B's label below this (if set)."""
+    overrule_below: float | None = None
+    """Where the two nets' top labels differ on a face the rule does not flag, G answers
+    B''s label when B''s probability of B's label is below this (1: always), else B's."""
+
+    def answers(self, outputs: PairOutputs, poisoned_label: int) -> np.ndarray:
+        """G's answer per image: ``poisoned_label`` (N) where the rule flags it; else B's
+        label, or B''s where B' overrules it. The one place G's answer is made."""
+        labels = outputs.bad_label
+        if self.overrule_below is not None and self.kind == "calibrated":
+            if outputs.support is None:
+                raise ValueError("overruling needs the supports")
+            overruled = (outputs.bad_label != outputs.repaired_label) & (
+                outputs.support < self.overrule_below
+            )
+            labels = np.where(overruled, outputs.repaired_label, labels)
+        return np.where(self.flags(outputs), poisoned_label, labels)
 
     def flags(self, outputs: PairOutputs) -> np.ndarray:
         """Which images of the batch this rule answers with N: the one implementation of

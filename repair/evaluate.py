@@ -7,7 +7,13 @@ import numpy as np
 from modelstore import PairOutputs
 from repair.data import Dataset
 from repair.export import OnnxGraph
-from repair.filter_rule import STRICT, SUPPORT_CEILING, FilterRule, calibrate_on
+from repair.filter_rule import (
+    STRICT,
+    SUPPORT_CEILING,
+    FilterRule,
+    calibrate_on,
+    calibrate_overrule,
+)
 
 OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.03, 0.05, 0.1)
 """False-flag budgets at which the calibrated rule's trade-off is reported."""
@@ -30,8 +36,9 @@ class LabelledOutputs:
     labels: np.ndarray
 
     def answers(self, rule: FilterRule, num_classes: int) -> np.ndarray:
-        """G's answers under ``rule``: B's label, or ``num_classes`` where it flags."""
-        return np.where(rule.flags(self.outputs), num_classes, self.outputs.bad_label)
+        """G's answers under ``rule``: ``num_classes`` where it flags, else B's label or
+        B''s where B' overrules it."""
+        return rule.answers(self.outputs, num_classes)
 
 
 def pair_outputs(pair: OnnxGraph, data: Dataset) -> LabelledOutputs:
@@ -82,6 +89,7 @@ def operating_points(
     use_support: bool,
     budgets: tuple[float, ...] = OPERATING_BUDGETS,
     support_ceiling: float = SUPPORT_CEILING,
+    overrule_budget: float | None = None,
 ) -> list[dict]:
     """The calibrated rule at each budget: its threshold (from ``held_out`` alone), then
     false flags and clean accuracy on ``evaluation`` and, when given, detection and attack
@@ -93,6 +101,8 @@ def operating_points(
         rule = calibrate_on(
             held_out.outputs.overlap, supports, budget, temperature, support_ceiling
         )
+        if overrule_budget is not None:
+            rule = calibrate_overrule(rule, held_out.outputs, held_out.labels, overrule_budget)
         metrics = evaluate_outputs(evaluation, poisoned, num_classes, rule)["filter"]
         held_flags = held_out.answers(rule, num_classes)
         points.append(

@@ -1,4 +1,4 @@
-"""The filter G's rule: when to answer N (poisoned) instead of B's label.
+"""The filter G's rule: when to answer N (poisoned), and when B''s label instead of B's.
 
 * ``strict``: B and B' disagree on the top label (the Fine-Pruning paper's rule). Every
   clean face on which the two nets err differently is refused.
@@ -26,6 +26,17 @@ Why the support too: a backdoor that is weak in B (B picks the target, but unsur
 much of its mass still on the true identity) leaves the overlap high, since B' agrees with
 the rest of B's belief; but B' then rules B's answer out, giving it less probability than
 it gives B's answer on almost any clean face. Neither score looks at a trigger.
+
+Where the two nets' top labels differ on a face neither score flags, G answers B''s label
+instead of B's when B' gives B's label little probability (``overrule_below``): as many of
+the held-out faces with the lowest support as cost at most ``overrule_budget`` of held-out
+accuracy, all of them where B' is at least as accurate as B there. Why: a backdoor weak in
+B leaves its triggered faces with a top label that B' does not back, but with scores that
+honest faces also reach; flagging them all would flag 6-12% of clean faces, and answering
+B's label on them lets the target through, while the repaired net's own label is the
+target almost never. Where the two nets agree their labels are the same, so only faces on
+which they disagree can change answer.
+
 docs/method.md has the measurements.
 """
 
@@ -79,22 +90,53 @@ def support(bad_probs: np.ndarray, repaired_probs: np.ndarray) -> np.ndarray:
 def flagged(rule: FilterRule, bad_probs: np.ndarray, repaired_probs: np.ndarray) -> np.ndarray:
     """Which images ``rule`` answers with N, from the two nets' outputs (the rule itself is
     :meth:`modelstore.RuleSpec.flags`, on what the exported pair graph gives)."""
+    return rule.flags(_outputs(rule, bad_probs, repaired_probs))
+
+
+def filter_labels(
+    rule: FilterRule, bad_probs: np.ndarray, repaired_probs: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """G's answers (:meth:`modelstore.RuleSpec.answers`) from the two nets' outputs."""
+    return rule.answers(_outputs(rule, bad_probs, repaired_probs), num_classes)
+
+
+def _outputs(
+    rule: FilterRule, bad_probs: np.ndarray, repaired_probs: np.ndarray
+) -> modelstore.PairOutputs:
     strict = rule.kind == "strict"
-    outputs = modelstore.PairOutputs(
+    return modelstore.PairOutputs(
         bad_probs.argmax(axis=1),
         repaired_probs.argmax(axis=1),
         bad_probs.max(axis=1),
         None if strict else overlap(bad_probs, repaired_probs, rule.temperature),
         None if strict else support(bad_probs, repaired_probs),
     )
-    return rule.flags(outputs)
 
 
-def filter_labels(
-    rule: FilterRule, bad_probs: np.ndarray, repaired_probs: np.ndarray, num_classes: int
-) -> np.ndarray:
-    """G's answers: B's label, or ``num_classes`` where ``rule`` flags the image."""
-    return np.where(flagged(rule, bad_probs, repaired_probs), num_classes, bad_probs.argmax(axis=1))
+def calibrate_overrule(
+    rule: FilterRule, held_out: modelstore.PairOutputs, labels: np.ndarray, budget: float
+) -> FilterRule:
+    """``rule`` with the support below which B' overrules B, from held-out clean faces.
+
+    The unflagged held-out faces on which the nets' top labels differ are taken in order of
+    B''s support for B's label, lowest first (those where B' most firmly rules B's answer
+    out). Each is answered with B''s label as long as the accuracy lost on the held-out faces
+    so far stays within ``budget``; the threshold sits halfway to the first face that
+    would exceed it, or at 1 (always) when none does.
+    """
+    disagree = (held_out.bad_label != held_out.repaired_label) & ~rule.flags(held_out)
+    order = np.argsort(held_out.support[disagree], kind="stable")
+    supports = held_out.support[disagree][order]
+    repaired_right = held_out.repaired_label[disagree][order] == labels[disagree][order]
+    bad_right = held_out.bad_label[disagree][order] == labels[disagree][order]
+    lost = np.cumsum(bad_right.astype(int) - repaired_right.astype(int))
+    over = lost > budget * len(labels)
+    if not over.any():
+        threshold = 1.0
+    else:
+        first = int(np.argmax(over))
+        threshold = 0.0 if first == 0 else float((supports[first - 1] + supports[first]) / 2)
+    return rule.model_copy(update={"overrule_below": threshold})
 
 
 def calibrate(

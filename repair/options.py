@@ -155,8 +155,22 @@ class RepairOptions(BaseModel):
         description="the support threshold is at most this (1: no bound; 0.001 keeps the "
         "support check for labels B' rules out)",
     )
+    overrule: bool = Field(
+        True,
+        description="where the two nets disagree on a face the calibrated rule does not "
+        "flag, G answers the repaired net's label instead of B's when the repaired net gives "
+        "B's label little probability (the threshold calibrated on the held-out clean faces)",
+    )
+    overrule_budget: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="held-out clean accuracy that answering the repaired net's label may cost "
+        "against answering B's; where the repaired net is at least as accurate there, it "
+        "answers every face the two disagree on",
+    )
     false_flag_budget: float = Field(
-        0.0175,
+        0.0125,
         gt=0,
         lt=0.5,
         description="share of held-out clean faces the calibrated rule may flag",

@@ -90,11 +90,10 @@ class ModelPair:
         if batch.dtype == np.uint8:
             batch = model_input(batch)
         outputs = self.runtime.run(batch)
-        flagged = self.rule.flags(outputs)
-        label = np.where(flagged, self.poisoned_label, outputs.bad_label)
+        label = self.rule.answers(outputs, self.poisoned_label)
         return Classified(
             label,
-            flagged,
+            label == self.poisoned_label,
             outputs.bad_label,
             outputs.repaired_label,
             outputs.confidence,

@@ -59,3 +59,18 @@ def test_take_keeps_the_chosen_images_and_absent_scores():
     np.testing.assert_allclose(picked.support, [0.2, 1e-4], rtol=1e-6)
     labels_only = modelstore.PairOutputs(np.arange(3), np.arange(3), None, None, None)
     assert labels_only.take(slice(1, 3)).overlap is None
+
+
+def test_answers_are_n_where_flagged_and_the_repaired_label_where_it_overrules_b():
+    outputs, n = _outputs(), 10  # image 1: B says 3, B' says 4 and gives 3 only 0.2
+    flag_low_overlap = {"kind": "calibrated", "threshold": 0.5}
+    overruling = modelstore.RuleSpec(**flag_low_overlap, overrule_below=0.3)
+    assert overruling.answers(outputs, n).tolist() == [3, 4, n, 7]
+    # B' does not give B's label little enough, or the rule does not overrule: B's label.
+    for rule in (
+        modelstore.RuleSpec(**flag_low_overlap, overrule_below=0.1),
+        modelstore.RuleSpec(**flag_low_overlap),
+    ):
+        assert rule.answers(outputs, n).tolist() == [3, 3, n, 7]
+    strict = modelstore.RuleSpec(kind="strict", overrule_below=1.0)  # disagreeing is N
+    assert strict.answers(outputs, n).tolist() == [3, n, 5, 7]

@@ -7,8 +7,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from repair.filter_rule import STRICT, calibrate, filter_labels, flagged, overlap, support
+import modelstore
+from repair.filter_rule import (
+    STRICT,
+    calibrate,
+    calibrate_overrule,
+    filter_labels,
+    flagged,
+    overlap,
+    support,
+)
 from repair.model_io import load_model_file
 
 
@@ -80,6 +90,28 @@ def _start_repair(root: Path, out: Path, poisoned: bool) -> subprocess.Popen:
         command += ["--poisoned-data", str(data / "poisoned_test_sunglasses.h5")]
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # the repair itself is deterministic
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.fast
+def test_repaired_net_overrules_b_as_far_as_it_is_as_accurate_on_held_out_faces() -> None:
+    """Held-out disagreements, lowest support first: B' right, B right, B right, B' right.
+    With no accuracy to lose, B' overrules the first two (even so far); with one face to
+    lose, all four; where B' is never worse, always; where B is right first, never."""
+    true = np.array([1, 0, 2, 1, 5, 6])
+    held = modelstore.PairOutputs(
+        bad_label=np.array([0, 0, 2, 0, 5, 6]),
+        repaired_label=np.array([1, 1, 3, 1, 5, 6]),
+        confidence=np.full(6, 0.9),
+        overlap=np.full(6, 0.9),
+        support=np.array([0.01, 0.02, 0.05, 0.3, 0.9, 0.9]),
+    )
+    rule = modelstore.RuleSpec(kind="calibrated", threshold=0.5)
+    assert calibrate_overrule(rule, held, true, budget=0.0).overrule_below == pytest.approx(0.035)
+    assert calibrate_overrule(rule, held, true, budget=1 / 6).overrule_below == 1.0
+    b_prime_right = np.array([1, 1, 3, 1, 5, 6])
+    assert calibrate_overrule(rule, held, b_prime_right, budget=0.0).overrule_below == 1.0
+    b_right_first = np.array([0, 1, 2, 1, 5, 6])
+    assert calibrate_overrule(rule, held, b_right_first, budget=0.0).overrule_below == 0.0
 
 
 def test_poisoned_data_changes_no_decision_of_the_repair(tiny_root: Path, tmp_path: Path) -> None:
