@@ -12,13 +12,18 @@ against B, attack success. Poisoned data is only evaluated.
 import argparse
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import repair  # noqa: F401 - Keras 2 environment before TensorFlow loads
 from bench.process import ROOT
-from modelstore import ModelFolder, read_manifest
+from modelstore import Manifest, ModelFolder, read_manifest
+
+if TYPE_CHECKING:
+    from repair.evaluate import LabelledOutputs
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -60,11 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _rescored(work: Path, folder: ModelFolder, args: argparse.Namespace) -> list[dict]:
+@dataclass(frozen=True)
+class Replay:
+    """A published repair's pair graph run again on its own data: the held-out clean faces
+    of its split, the clean test faces and each trigger's faces."""
+
+    manifest: Manifest
+    held: "LabelledOutputs"
+    test: "LabelledOutputs"
+    triggers: dict[str, "LabelledOutputs"]
+
+
+def replay(folder: ModelFolder) -> Replay:
     from repair.data import load_dataset
     from repair.evaluate import pair_outputs
     from repair.export import OnnxGraph
-    from repair.filter_rule import calibrate_on, calibrate_overrule
     from repair.pipeline import holdout_split
 
     manifest = read_manifest(folder.manifest)
@@ -72,14 +87,23 @@ def _rescored(work: Path, folder: ModelFolder, args: argparse.Namespace) -> list
     pair = OnnxGraph(folder.pair_onnx.read_bytes())
     clean = load_dataset(manifest.inputs["clean_data"]["path"])
     _, holdout = holdout_split(clean, options["holdout_fraction"], options["seed"])
-    held = pair_outputs(pair, holdout)
-    test = pair_outputs(pair, load_dataset(manifest.inputs["clean_test"]["path"]))
     triggers = {
         Path(entry["path"]).stem.removeprefix("poisoned_test_"): pair_outputs(
             pair, load_dataset(entry["path"])
         )
         for entry in manifest.inputs["poisoned_data"]
     }
+    test = pair_outputs(pair, load_dataset(manifest.inputs["clean_test"]["path"]))
+    return Replay(manifest, pair_outputs(pair, holdout), test, triggers)
+
+
+def _rescored(work: Path, folder: ModelFolder, args: argparse.Namespace) -> list[dict]:
+    from repair.filter_rule import calibrate_on, calibrate_overrule
+
+    replayed = replay(folder)
+    manifest, held, test = replayed.manifest, replayed.held, replayed.test
+    triggers = replayed.triggers
+    options = manifest.parameters
     n = manifest.num_classes
     bad_accuracy = float(np.mean(test.outputs.bad_label == test.labels))
     rows = []

@@ -4,8 +4,10 @@ attacker, from the repairs ``python -m bench.repair_quality --label LABEL`` publ
 Each repair's manifest holds its operating points: the calibrated rule at each false-flag
 budget, its threshold from the held-out clean faces alone, then the clean test faces it
 flags and the triggered faces it lets through. One panel per attacker, one line per
-BadNet; the marker is the repair's own budget (the default). Nothing here feeds back into
-a repair.
+BadNet; the marker is the repair's own budget (the default). With ``--current-rule`` the
+points are calibrated again by today's rule code and defaults from each published pair
+graph (``bench.rescore``), for repairs made before the rule changed. Nothing here feeds
+back into a repair.
 """
 
 import argparse
@@ -26,8 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/repair-quality"))
     parser.add_argument("--labels", nargs="+", required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--current-rule",
+        action="store_true",
+        help="calibrate the points again with today's rule and defaults",
+    )
     args = parser.parse_args(argv)
-    curves = _curves(args.work, args.labels)
+    curves = _curves(args.work, args.labels, args.current_rule)
     if not curves:
         print(f"no repairs labelled {args.labels} under {args.work}")
         return 1
@@ -36,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _curves(work: Path, labels: list[str]) -> dict[str, list[tuple[str, list, float]]]:
+def _curves(
+    work: Path, labels: list[str], current_rule: bool = False
+) -> dict[str, list[tuple[str, list, float]]]:
     """Per attacker: (BadNet, operating points, its own budget), one per repaired BadNet."""
     curves: dict[str, list] = {}
     for badnet in sorted(work.glob("*-s*-i*")):
@@ -46,14 +55,39 @@ def _curves(work: Path, labels: list[str]) -> dict[str, list[tuple[str, list, fl
                 continue
             manifest = read_manifest(folder.manifest)
             attack = (manifest.demo or {}).get("attack") or badnet.name.rsplit("-s", 1)[0]
-            points = [
-                p for p in manifest.filter.operating_points if p["attack_success_rate"] is not None
-            ]
-            curves.setdefault(attack, []).append(
-                (badnet.name, points, manifest.filter.calibrated_rule().false_flag_budget)
+            points, budget = (
+                _current_points(folder)
+                if current_rule
+                else (
+                    manifest.filter.operating_points,
+                    manifest.filter.calibrated_rule().false_flag_budget,
+                )
             )
+            points = [p for p in points if p["attack_success_rate"] is not None]
+            curves.setdefault(attack, []).append((badnet.name, points, budget))
             break  # one repair per BadNet: the first label that has one
     return curves
+
+
+def _current_points(folder: ModelFolder) -> tuple[list[dict], float]:
+    """The operating points of today's rule and defaults on a published repair, and the
+    default budget."""
+    from bench.rescore import replay
+    from repair.evaluate import operating_points
+    from repair.options import RepairOptions
+
+    defaults, replayed = RepairOptions(), replay(folder)
+    points = operating_points(
+        replayed.held,
+        replayed.test,
+        replayed.triggers,
+        replayed.manifest.num_classes,
+        defaults.overlap_temperature,
+        defaults.support_check,
+        support_ceiling=defaults.support_ceiling,
+        overrule_budget=defaults.overrule_budget if defaults.overrule else None,
+    )
+    return points, defaults.false_flag_budget
 
 
 def _plot(curves: dict[str, list], out: Path) -> None:
