@@ -26,7 +26,10 @@ class ExplanationBody(BaseModel):
 
 class Prediction(BaseModel):
     filename: str
-    label: int = Field(description="B's label, or N (the poisoned label) when the filter flags")
+    label: int = Field(
+        description="N (the poisoned label) when the filter flags; else B's label, or B''s "
+        "where the two disagree and B' rules B's label out (the rule's overrule_below)"
+    )
     poisoned: bool = Field(description="the filter flagged the image (label is N)")
     bad_label: int = Field(description="B's top label")
     repaired_label: int = Field(description="B''s top label")

@@ -35,7 +35,7 @@ infer_router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 """Inference only: the one that API keys and the rate limit guard, as ``/predict``."""
 
 OUTPUTS = {
-    "label": ("INT32", "B's label, or N when the filter flags the image"),
+    "label": ("INT32", "N if flagged; else B's label, or B''s where it overrules B"),
     "flagged": ("BOOL", "the filter flagged the image"),
     "bad_label": ("INT32", "B's top label"),
     "repaired_label": ("INT32", "B''s top label"),
