@@ -28,9 +28,8 @@ the rest of B's belief; but B' then rules B's answer out, giving it less probabi
 it gives B's answer on almost any clean face. Neither score looks at a trigger.
 
 Where the two nets' top labels differ on a face neither score flags, G answers B''s label
-instead of B's when B' gives B's label little probability (``overrule_below``): as many of
-the held-out faces with the lowest support as cost at most ``overrule_budget`` of held-out
-accuracy, all of them where B' is at least as accurate as B there. Why: a backdoor weak in
+instead of B's when B' gives B's label little probability (``overrule_below``): the
+highest support threshold at which that costs no held-out accuracy. Why: a backdoor weak in
 B leaves its triggered faces with a top label that B' does not back, but with scores that
 honest faces also reach; flagging them all would flag 6-12% of clean faces, and answering
 B's label on them lets the target through, while the repaired net's own label is the
@@ -120,22 +119,27 @@ def calibrate_overrule(
 
     The unflagged held-out faces on which the nets' top labels differ are taken in order of
     B''s support for B's label, lowest first (those where B' most firmly rules B's answer
-    out). Each is answered with B''s label as long as the accuracy lost on the held-out faces
-    so far stays within ``budget``; the threshold sits halfway to the first face that
-    would exceed it, or at 1 (always) when none does.
+    out). B' overrules B on the first k of them, for the largest k at which that costs the
+    held-out faces no more than ``budget`` of accuracy against answering B's label. The
+    largest, not the most accurate: each face overruled is one a backdoor weak in B cannot
+    win, and on ~400 held-out faces a few more or fewer right answers is noise. The
+    threshold sits halfway between the k-th face's support and the next; it is 1 (always)
+    when that is every such face.
     """
     disagree = (held_out.bad_label != held_out.repaired_label) & ~rule.flags(held_out)
     order = np.argsort(held_out.support[disagree], kind="stable")
     supports = held_out.support[disagree][order]
     repaired_right = held_out.repaired_label[disagree][order] == labels[disagree][order]
     bad_right = held_out.bad_label[disagree][order] == labels[disagree][order]
-    lost = np.cumsum(bad_right.astype(int) - repaired_right.astype(int))
-    over = lost > budget * len(labels)
-    if not over.any():
+    # Faces won by overruling the first k, for k = 0 .. all of them.
+    gained = np.concatenate([[0], np.cumsum(repaired_right.astype(int) - bad_right.astype(int))])
+    chosen = int(np.flatnonzero(gained >= -budget * len(labels))[-1])
+    if chosen == len(supports):
         threshold = 1.0
+    elif chosen == 0:
+        threshold = 0.0
     else:
-        first = int(np.argmax(over))
-        threshold = 0.0 if first == 0 else float((supports[first - 1] + supports[first]) / 2)
+        threshold = float((supports[chosen - 1] + supports[chosen]) / 2)
     return rule.model_copy(update={"overrule_below": threshold})
 
 

@@ -165,9 +165,9 @@ class RepairOptions(BaseModel):
         0.0,
         ge=0,
         lt=0.5,
-        description="held-out clean accuracy that answering the repaired net's label may cost "
-        "against answering B's; where the repaired net is at least as accurate there, it "
-        "answers every face the two disagree on",
+        description="the repaired net overrules B below the highest support threshold at "
+        "which that costs the held-out clean faces at most this much accuracy against "
+        "answering B's label",
     )
     false_flag_budget: float = Field(
         0.0125,

@@ -93,11 +93,12 @@ def _start_repair(root: Path, out: Path, poisoned: bool) -> subprocess.Popen:
 
 
 @pytest.mark.fast
-def test_repaired_net_overrules_b_as_far_as_it_is_as_accurate_on_held_out_faces() -> None:
-    """Held-out disagreements, lowest support first: B' right, B right, B right, B' right.
-    With no accuracy to lose, B' overrules the first two (even so far); with one face to
-    lose, all four; where B' is never worse, always; where B is right first, never."""
-    true = np.array([1, 0, 2, 1, 5, 6])
+def test_repaired_net_overrules_b_below_the_highest_support_that_costs_no_accuracy() -> None:
+    """Held-out disagreements, lowest support first: B' right, then B right three times.
+    Overruling the first two costs nothing against B's labels (one won, one lost); with
+    one face of accuracy to spare, the first three; where B' is always right, always;
+    where B is right on the first ones, never."""
+    true = np.array([1, 0, 2, 0, 5, 6])
     held = modelstore.PairOutputs(
         bad_label=np.array([0, 0, 2, 0, 5, 6]),
         repaired_label=np.array([1, 1, 3, 1, 5, 6]),
@@ -107,10 +108,10 @@ def test_repaired_net_overrules_b_as_far_as_it_is_as_accurate_on_held_out_faces(
     )
     rule = modelstore.RuleSpec(kind="calibrated", threshold=0.5)
     assert calibrate_overrule(rule, held, true, budget=0.0).overrule_below == pytest.approx(0.035)
-    assert calibrate_overrule(rule, held, true, budget=1 / 6).overrule_below == 1.0
+    assert calibrate_overrule(rule, held, true, budget=1 / 6).overrule_below == pytest.approx(0.175)
     b_prime_right = np.array([1, 1, 3, 1, 5, 6])
     assert calibrate_overrule(rule, held, b_prime_right, budget=0.0).overrule_below == 1.0
-    b_right_first = np.array([0, 1, 2, 1, 5, 6])
+    b_right_first = np.array([0, 0, 2, 1, 5, 6])
     assert calibrate_overrule(rule, held, b_right_first, budget=0.0).overrule_below == 0.0
 
 
