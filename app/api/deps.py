@@ -18,6 +18,7 @@ from app.api.metrics import (
     FLAGGED,
     IMAGES,
     MODELS_SERVED,
+    OVERRULED,
     REPAIRS,
 )
 from app.core.config import Settings, evidence_folder
@@ -183,11 +184,12 @@ def expected_flag_rate(pair: ModelPair) -> float | None:
 
 
 def _batch_counter(pair: ModelPair) -> Callable[[Classified], None]:
-    """Counts each batch's images and flagged images (run in the inference thread)."""
-    batch_images, images, flagged = (
+    """Counts each batch's images, flagged and overruled ones (run in the inference thread)."""
+    batch_images, images, flagged, overruled = (
         BATCH_IMAGES.labels(pair.name),
         IMAGES.labels(pair.name, pair.version),
         FLAGGED.labels(pair.name, pair.version),
+        OVERRULED.labels(pair.name, pair.version),
     )
     budget = expected_flag_rate(pair)
     if budget is not None:
@@ -197,5 +199,6 @@ def _batch_counter(pair: ModelPair) -> Callable[[Classified], None]:
         batch_images.observe(len(result))
         images.inc(len(result))
         flagged.inc(int(np.count_nonzero(result.flagged)))
+        overruled.inc(int(np.count_nonzero(result.overruled)))
 
     return count

@@ -29,6 +29,13 @@ FLAGGED = Counter(
     ["model", "version"],
     registry=REGISTRY,
 )
+OVERRULED = Counter(
+    "badnet_filter_images_overruled_total",
+    "Unflagged images answered with the repaired net's label instead of B's (the repaired net "
+    "ruled B's label out), by model and version: a weak backdoor's campaign shows here",
+    ["model", "version"],
+    registry=REGISTRY,
+)
 FALSE_FLAG_BUDGET = Gauge(
     "badnet_filter_false_flag_budget",
     "Share of clean faces the served rule was calibrated to flag (the strict rule: the "

@@ -41,6 +41,11 @@ class Classified:
     def __len__(self) -> int:
         return len(self.label)
 
+    @property
+    def overruled(self) -> np.ndarray:
+        """Unflagged images answered with B''s label instead of B's."""
+        return ~self.flagged & (self.label != self.bad_label)
+
     def __getitem__(self, part: slice) -> "Classified":
         return Classified(
             self.label[part],

@@ -87,5 +87,9 @@ def test_dashboard_loads_and_queries_exported_metrics() -> None:
     used = {name for query in queries for name in METRIC.findall(query)}
     missing = used - _exported() - _recorded()
     assert not missing, f"the dashboard queries metrics nobody exports: {sorted(missing)}"
-    expected = {"badnet_filter_images_flagged_total", "badnet_filter_request_seconds_bucket"}
+    expected = {
+        "badnet_filter_images_flagged_total",
+        "badnet_filter_images_overruled_total",
+        "badnet_filter_request_seconds_bucket",
+    }
     assert expected <= used

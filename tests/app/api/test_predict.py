@@ -61,6 +61,7 @@ def test_health_ready_models_docs_metrics(service) -> None:
     metrics = service.get("/metrics").text
     version = models["demo"]["version"]
     assert f'badnet_filter_images_total{{model="demo",version="{version}"}} 1.0' in metrics
+    assert f'badnet_filter_images_overruled_total{{model="demo",version="{version}"}}' in metrics
     budget = models["demo"]["rule"]["false_flag_budget"]
     assert f'badnet_filter_false_flag_budget{{model="demo"}} {budget}' in metrics
     assert "badnet_filter_request_seconds_bucket" in metrics
