@@ -88,6 +88,8 @@ class RoleMetrics(_Section):
     attack_success_rate_by_trigger: dict[str, float | None] | None = None
     detection_rate: float | None = None
     false_positive_rate: float | None = None
+    overruled_rate: float | None = None
+    """A filter's: the share of clean faces answered with B''s label instead of B's."""
 
 
 class Metrics(_Section):

@@ -73,6 +73,8 @@ def evaluate_outputs(
             stopped = [a == num_classes for a in answers.values()]
             entry["detection_rate"] = _rate(np.concatenate(stopped)) if stopped else None
             entry["false_positive_rate"] = _rate(clean_labels == num_classes)
+            overruled = (clean_labels != num_classes) & (clean_labels != clean.outputs.bad_label)
+            entry["overruled_rate"] = _rate(overruled)
         metrics[role] = entry
     metrics["filter"]["rule"] = rule.kind
     metrics["clean_images"] = int(len(clean.labels))

@@ -14,6 +14,7 @@ from app.api.metrics import (
     BATCH_IMAGES,
     EVIDENCE_DROPPED,
     EVIDENCE_RECORDS,
+    EXPECTED_OVERRULE_RATE,
     FALSE_FLAG_BUDGET,
     FLAGGED,
     IMAGES,
@@ -183,6 +184,15 @@ def expected_flag_rate(pair: ModelPair) -> float | None:
     return None
 
 
+def expected_overrule_rate(pair: ModelPair) -> float | None:
+    """The share of clean faces the served rule answers with B''s label, as the repair
+    measured it (0 for the strict rule, None when unknown)."""
+    if pair.rule.kind == "strict" or pair.rule.overrule_below is None:
+        return 0.0
+    metrics = pair.manifest.metrics if pair.manifest else None
+    return metrics.filter.overruled_rate if metrics else None
+
+
 def _batch_counter(pair: ModelPair) -> Callable[[Classified], None]:
     """Counts each batch's images, flagged and overruled ones (run in the inference thread)."""
     batch_images, images, flagged, overruled = (
@@ -194,6 +204,9 @@ def _batch_counter(pair: ModelPair) -> Callable[[Classified], None]:
     budget = expected_flag_rate(pair)
     if budget is not None:
         FALSE_FLAG_BUDGET.labels(pair.name).set(budget)
+    overrule_rate = expected_overrule_rate(pair)
+    if overrule_rate is not None:
+        EXPECTED_OVERRULE_RATE.labels(pair.name).set(overrule_rate)
 
     def count(result: Classified) -> None:
         batch_images.observe(len(result))

@@ -43,6 +43,13 @@ FALSE_FLAG_BUDGET = Gauge(
     ["model"],
     registry=REGISTRY,
 )
+EXPECTED_OVERRULE_RATE = Gauge(
+    "badnet_filter_expected_overrule_rate",
+    "Share of clean faces the served rule answers with the repaired net's label instead of "
+    "B's, as the repair measured it, by model: what the overruled rate is compared with",
+    ["model"],
+    registry=REGISTRY,
+)
 MODELS_SERVED = Gauge(
     "badnet_filter_models_served", "Model pairs currently served", registry=REGISTRY
 )

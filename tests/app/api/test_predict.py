@@ -64,6 +64,8 @@ def test_health_ready_models_docs_metrics(service) -> None:
     assert f'badnet_filter_images_overruled_total{{model="demo",version="{version}"}}' in metrics
     budget = models["demo"]["rule"]["false_flag_budget"]
     assert f'badnet_filter_false_flag_budget{{model="demo"}} {budget}' in metrics
+    overruled = models["demo"]["metrics"]["filter"]["overruled_rate"]
+    assert f'badnet_filter_expected_overrule_rate{{model="demo"}} {overruled}' in metrics
     assert "badnet_filter_request_seconds_bucket" in metrics
 
 
