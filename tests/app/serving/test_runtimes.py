@@ -85,25 +85,31 @@ def test_auto_sends_small_batches_to_onnx_and_large_ones_to_tensorflow(tiny_root
 
 
 def test_the_served_rule_decides_the_answer(tiny_root: Path) -> None:
-    """Strict: N where the top labels differ; calibrated: N where the overlap or the
-    support is under the manifest's threshold for it; the answer is B's label otherwise."""
+    """Strict: N where the top labels differ, else B's label; calibrated: N where the
+    overlap or the support is under the manifest's threshold for it, else B's label, or
+    B''s where the two differ and the support is under the overrule threshold."""
     folder = tiny_root / "models" / "demo"
     rgb = _demo_rgb(tiny_root, 50)
     for rule in ("strict", "calibrated", "manifest"):
         pair = load_pair(folder, options=LoadOptions(runtime="tf", filter_rule=rule))
         answers = pair.classify(rgb)
+        disagree = answers.bad_label != answers.repaired_label
+        unflagged_label = answers.bad_label
         if pair.rule.kind == "strict":
-            expected = answers.bad_label != answers.repaired_label
+            expected = disagree
         else:
             calibration = pair.manifest.filter.calibrated
             assert pair.rule.threshold == calibration.threshold
             assert pair.rule.support_threshold == calibration.support_threshold is not None
+            assert pair.rule.overrule_below == calibration.overrule_below is not None
             expected = (answers.overlap < pair.rule.threshold) | (
                 answers.support < pair.rule.support_threshold
             )
+            overruled = disagree & (answers.support < pair.rule.overrule_below)
+            unflagged_label = np.where(overruled, answers.repaired_label, answers.bad_label)
         np.testing.assert_array_equal(answers.flagged, expected)
         np.testing.assert_array_equal(
-            answers.label, np.where(expected, pair.num_classes, answers.bad_label)
+            answers.label, np.where(expected, pair.num_classes, unflagged_label)
         )
         assert ModelInfo.of(pair).rule.kind == pair.rule.kind
         pair.close()
