@@ -98,7 +98,7 @@ def replay(folder: ModelFolder) -> Replay:
 
 
 def _rescored(work: Path, folder: ModelFolder, args: argparse.Namespace) -> list[dict]:
-    from repair.filter_rule import calibrate_on, calibrate_overrule
+    from repair.filter_rule import calibrate_held_out
 
     replayed = replay(folder)
     manifest, held, test = replayed.manifest, replayed.held, replayed.test
@@ -110,12 +110,14 @@ def _rescored(work: Path, folder: ModelFolder, args: argparse.Namespace) -> list
     for budget, ceiling, overrule in itertools.product(
         args.budgets, args.support_ceilings, args.overrule_budgets
     ):
-        temperature = options["overlap_temperature"]
-        rule = calibrate_on(
-            held.outputs.overlap, held.outputs.support, budget, temperature, ceiling
+        rule = calibrate_held_out(
+            held.outputs,
+            held.labels,
+            budget,
+            options["overlap_temperature"],
+            support_ceiling=ceiling,
+            overrule_budget=overrule if overrule >= 0 else None,
         )
-        if overrule >= 0:
-            rule = calibrate_overrule(rule, held.outputs, held.labels, overrule)
         answers = test.answers(rule, n)
         rows.append(
             {

@@ -85,7 +85,7 @@ def _current_points(folder: ModelFolder) -> tuple[list[dict], float]:
         defaults.overlap_temperature,
         defaults.support_check,
         support_ceiling=defaults.support_ceiling,
-        overrule_budget=defaults.overrule_budget if defaults.overrule else None,
+        overrule_budget=defaults.overruling,
     )
     return points, defaults.false_flag_budget
 

@@ -7,13 +7,7 @@ import numpy as np
 from modelstore import PairOutputs
 from repair.data import Dataset
 from repair.export import OnnxGraph
-from repair.filter_rule import (
-    STRICT,
-    SUPPORT_CEILING,
-    FilterRule,
-    calibrate_on,
-    calibrate_overrule,
-)
+from repair.filter_rule import STRICT, SUPPORT_CEILING, FilterRule, calibrate_held_out
 
 OPERATING_BUDGETS = (0.0025, 0.005, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.03, 0.05, 0.1)
 """False-flag budgets at which the calibrated rule's trade-off is reported."""
@@ -99,12 +93,15 @@ def operating_points(
     The overlaps are at ``temperature``; ``use_support`` as in the repair's options."""
     points = []
     for budget in budgets:
-        supports = held_out.outputs.support if use_support else None
-        rule = calibrate_on(
-            held_out.outputs.overlap, supports, budget, temperature, support_ceiling
+        rule = calibrate_held_out(
+            held_out.outputs,
+            held_out.labels,
+            budget,
+            temperature,
+            use_support,
+            support_ceiling,
+            overrule_budget,
         )
-        if overrule_budget is not None:
-            rule = calibrate_overrule(rule, held_out.outputs, held_out.labels, overrule_budget)
         metrics = evaluate_outputs(evaluation, poisoned, num_classes, rule)["filter"]
         held_flags = held_out.answers(rule, num_classes)
         points.append(

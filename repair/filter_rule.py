@@ -127,12 +127,13 @@ def calibrate_overrule(
     when that is every such face.
     """
     disagree = (held_out.bad_label != held_out.repaired_label) & ~rule.flags(held_out)
-    order = np.argsort(held_out.support[disagree], kind="stable")
-    supports = held_out.support[disagree][order]
-    repaired_right = held_out.repaired_label[disagree][order] == labels[disagree][order]
-    bad_right = held_out.bad_label[disagree][order] == labels[disagree][order]
+    index = np.flatnonzero(disagree)
+    index = index[np.argsort(held_out.support[index], kind="stable")]
+    picked, truth = held_out.take(index), labels[index]
+    supports = picked.support
+    won = (picked.repaired_label == truth).astype(int) - (picked.bad_label == truth).astype(int)
     # Faces won by overruling the first k, for k = 0 .. all of them.
-    gained = np.concatenate([[0], np.cumsum(repaired_right.astype(int) - bad_right.astype(int))])
+    gained = np.concatenate([[0], np.cumsum(won)])
     chosen = int(np.flatnonzero(gained >= -budget * len(labels))[-1])
     if chosen == len(supports):
         threshold = 1.0
@@ -141,6 +142,25 @@ def calibrate_overrule(
     else:
         threshold = float((supports[chosen - 1] + supports[chosen]) / 2)
     return rule.model_copy(update={"overrule_below": threshold})
+
+
+def calibrate_held_out(
+    held_out: modelstore.PairOutputs,
+    labels: np.ndarray,
+    budget: float,
+    temperature: float,
+    use_support: bool = True,
+    support_ceiling: float = SUPPORT_CEILING,
+    overrule_budget: float | None = None,
+) -> FilterRule:
+    """The calibrated rule from the pair's outputs on held-out clean faces and their true
+    labels: its thresholds (:func:`calibrate_on`), then, unless ``overrule_budget`` is None,
+    where B' overrules B (:func:`calibrate_overrule`)."""
+    supports = held_out.support if use_support else None
+    rule = calibrate_on(held_out.overlap, supports, budget, temperature, support_ceiling)
+    if overrule_budget is None:
+        return rule
+    return calibrate_overrule(rule, held_out, labels, overrule_budget)
 
 
 def calibrate(

@@ -176,3 +176,8 @@ class RepairOptions(BaseModel):
         description="share of held-out clean faces the calibrated rule may flag",
     )
     seed: int = Field(0, description="random seed")
+
+    @property
+    def overruling(self) -> float | None:
+        """The overrule budget the calibration uses, or None with overruling off."""
+        return self.overrule_budget if self.overrule else None

@@ -26,7 +26,7 @@ from repair.evaluate import (
     pair_outputs,
 )
 from repair.export import OPSET, OUTPUTS, OnnxGraph, check_against_keras, label_graph, pair_graph
-from repair.filter_rule import STRICT, FilterRule, calibrate_on, calibrate_overrule
+from repair.filter_rule import STRICT, FilterRule, calibrate_held_out
 from repair.finetune import fine_tune, fine_tune_epochs
 from repair.graph import LayerRoles, find_roles, set_pruned, with_channel_mask
 from repair.keras_env import keras
@@ -226,17 +226,15 @@ def calibrate_and_evaluate(
     """Calibrate the filter on the held-out clean faces (the only data any threshold sees),
     then measure B, pruned B, B' and G on the evaluation and poisoned sets."""
     held_out = pair_outputs(pair, holdout)
-    calibrated = calibrate_on(
-        held_out.outputs.overlap,
-        held_out.outputs.support if options.support_check else None,
+    calibrated = calibrate_held_out(
+        held_out.outputs,
+        held_out.labels,
         options.false_flag_budget,
         options.overlap_temperature,
+        options.support_check,
         options.support_ceiling,
+        options.overruling,
     )
-    if options.overrule:
-        calibrated = calibrate_overrule(
-            calibrated, held_out.outputs, held_out.labels, options.overrule_budget
-        )
     rule = calibrated if options.filter_rule == "calibrated" else STRICT
     evaluated = pair_outputs(pair, evaluation)
     attacked = {item.name: pair_outputs(pair, item.data) for item in loaded.poisoned}
@@ -269,7 +267,7 @@ def calibrate_and_evaluate(
         options.overlap_temperature,
         options.support_check,
         support_ceiling=options.support_ceiling,
-        overrule_budget=options.overrule_budget if options.overrule else None,
+        overrule_budget=options.overruling,
     )
     return Evaluated(rule, calibrated, held_out, evaluated, attacked, metrics, points)
 
