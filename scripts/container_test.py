@@ -247,10 +247,29 @@ def crash_repair_while_publishing() -> str:
     crash("bftest_repair_1")
     wait_ready(REPAIR_URL, timeout_s=300)
     back = time.monotonic() - started
+    wait_repair_routed()
+    routed = time.monotonic() - started
     return (
         "the repair container crashed (SIGKILL) while it published a new version, restarted "
-        f"by its restart policy: repair replica ready again after {back:.1f} s"
+        f"by its restart policy: repair replica ready again after {back:.1f} s, reached "
+        f"through the entry point after {routed:.1f} s"
     )
+
+
+def wait_deployment_ready() -> None:
+    """Until every replica is ready and the entry point reaches each of them."""
+    for url in (REPAIR_URL, *REPLICAS, ENTRY):
+        wait_ready(url)
+    wait_repair_routed()
+
+
+def wait_repair_routed(timeout_s: float = 60) -> None:
+    """Until the entry point sends admin requests to the repair replica again: its health
+    check marks a restarted replica up only after two passes, and answers 503 till then."""
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(ENTRY + "/repair/none", headers=AUTH, timeout=5).status_code == 503:
+        assert time.monotonic() < deadline, "the entry point never reached the repair replica"
+        time.sleep(0.2)
 
 
 FILLER = "/srv/models/.filler"
@@ -363,20 +382,18 @@ def served_by_both(published: str) -> float:
     return time.monotonic() - started
 
 
-def compose_down(*files: Path, env: dict | None = None) -> None:
-    arguments = [item for path in files for item in ("-f", str(path))]
-    subprocess.run(
-        ["docker-compose", "-p", "bftest", *arguments, "down", "-v"],
-        capture_output=True, check=False,
-        env={"ADMIN_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", **(env or {})},
-    )  # fmt: skip
+def compose_down(*args: str, env: dict | None = None) -> None:
+    """``down -v`` on the test deployment (``args``: as :func:`compose`), whatever is left."""
+    try:
+        compose(*args, "down", "-v", env=env)
+    except RuntimeError as exc:
+        say(f"docker-compose down failed: {exc}")
 
 
 def two_replicas(work: Path) -> None:
     compose("up", "-d")
     try:
-        for url in (REPAIR_URL, *REPLICAS, ENTRY):
-            wait_ready(url)
+        wait_deployment_ready()
         before = version(REPLICAS[1])
         status = repair(REPLICAS[0])  # sent on to the repair replica
         picked_up = served_by_both(status["version"])
@@ -401,7 +418,7 @@ def two_replicas(work: Path) -> None:
             assert version(url) == status["version"], version(url)
         say("docker-compose down and up again: both replicas serve the published version")
     finally:
-        compose_down(COMPOSE)
+        compose_down()
 
 
 SMALL_MODELS = ROOT / "deploy" / "test" / "compose.small-models.yml"
@@ -429,12 +446,10 @@ def full_models_volume(work: Path) -> None:
     if not seed_small_models_volume(folder):
         say("skipped the full models volume: this machine cannot mount a tmpfs")
         return
-    files = (COMPOSE, SMALL_MODELS)
-    env = {"SMALL_MODELS": str(folder)}
+    override, env = ("-f", str(SMALL_MODELS)), {"SMALL_MODELS": str(folder)}
     try:
-        compose("-f", str(SMALL_MODELS), "up", "-d", env=env)
-        for url in (REPAIR_URL, *REPLICAS, ENTRY):
-            wait_ready(url)
+        compose(*override, "up", "-d", env=env)
+        wait_deployment_ready()
         before = version(REPLICAS[0])
         say(under_load(ENTRY, work / "faces", fill_models_volume_during_repair))
         assert serves_last_good_version() == before
@@ -447,7 +462,7 @@ def full_models_volume(work: Path) -> None:
             f"{status['version']} serves"
         )
     finally:
-        compose_down(*files, env=env)
+        compose_down(*override, env=env)
         subprocess.run(["umount", str(folder)], capture_output=True, check=False)
 
 
