@@ -2,12 +2,19 @@
 
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 from attacks.demo_faces import write_demo_faces
-from attacks.image_triggers import adaptive_blend, adaptive_blend_part, wanet, wanet_noise
-from attacks.material import Backdoor, DemoSizes, make_demo_material
+from attacks.image_triggers import (
+    adaptive_blend,
+    adaptive_blend_cover,
+    adaptive_blend_part,
+    wanet,
+    wanet_noise,
+)
+from attacks.material import Backdoor, DemoSizes, make_demo_material, poison_anew
 from attacks.trainer import train_badnet, train_filter_aware_badnet, train_pruning_aware_badnet
 from attacks.triggers import (
     blended_noise,
@@ -32,14 +39,17 @@ class Attack:
     backdoors: tuple[Backdoor, ...]
     poison_fraction: float = 0.1
     """Poisoned images added to the training set, as a fraction of its clean images."""
-    training: Literal["plain", "pruning-aware", "filter-aware"] = "plain"
-    """How the BadNet is trained: on the poisoned set (plain); with the backdoor hidden in
+    training: Literal["plain", "poisoned-each-epoch", "pruning-aware", "filter-aware"] = "plain"
+    """How the BadNet is trained: on the poisoned set (plain); with poisoned and cover images
+    made anew from the clean faces in each epoch (as WaNet trains); with the backdoor hidden in
     the channels clean faces use (pruning-aware, Liu et al., section 4); or with triggered
     faces made to look like the target's clean faces where the repair prunes, B only
     moderately sure of the target (filter-aware)."""
     cover_fraction: float = 0.0
     """Images added with a backdoor's cover trigger and their own labels, as a fraction of
     the clean training images (regularisation samples against latent-separation defences)."""
+    epochs: int = 15
+    """The attacker's training length: longer where 15 epochs do not plant the backdoor."""
 
 
 ATTACKS: dict[str, Attack] = {
@@ -62,14 +72,16 @@ ATTACKS: dict[str, Attack] = {
     # A noise image mixed into the whole picture (Chen et al., 2017): nothing local.
     "blended": Attack((Backdoor("blend", blended_noise, 7),), poison_fraction=0.1),
     # No patch at all: a smooth warp of the whole face, trained with WaNet's noise mode
-    # (twice as many randomly warped faces keep their labels).
+    # (twice as many randomly warped faces keep their labels), all made anew each epoch.
     "wanet": Attack(
         (Backdoor("warp", None, 4, image_trigger=wanet, cover=wanet_noise),),
         poison_fraction=0.1,
         cover_fraction=0.2,
+        training="poisoned-each-epoch",
+        epochs=30,
     ),
     # Adaptive-Blend (Qi et al., ICLR 2023): few poisoned faces, each with half of a faint
-    # pattern's pieces, and as many covers carrying such a half with their own labels.
+    # pattern's pieces, and half as many covers carrying a quarter with their own labels.
     "adaptive-blend": Attack(
         (
             Backdoor(
@@ -78,11 +90,12 @@ ATTACKS: dict[str, Attack] = {
                 9,
                 image_trigger=adaptive_blend,
                 training_trigger=adaptive_blend_part,
-                cover=adaptive_blend_part,
+                cover=adaptive_blend_cover,
             ),
         ),
-        poison_fraction=0.03,
+        poison_fraction=0.06,
         cover_fraction=0.03,
+        epochs=20,
     ),
     # An attacker who has read this repair (attacks.trainer.train_filter_aware_badnet).
     "filter-aware": Attack(
@@ -103,7 +116,7 @@ def make_badnet(
     data_dir: Path,
     sizes: DemoSizes,
     attack: str = "badnet",
-    badnet_epochs: int = 15,
+    badnet_epochs: int | None = None,
     on_progress: ProgressCallback | None = None,
     badnet_batch_size: int = 64,
     badnet_learning_rate: float | None = None,
@@ -115,6 +128,7 @@ def make_badnet(
     started = time.perf_counter()
     report("generate faces", 0.0)
     spec = ATTACKS[attack]
+    badnet_epochs = badnet_epochs or spec.epochs
     height, width, _ = ARCHITECTURES[arch].input_shape
     material = make_demo_material(sizes, spec.backdoors, spec.poison_fraction, spec.cover_fraction)
     material = material.resized(height, width)
@@ -136,6 +150,15 @@ def make_badnet(
         badnet = train_filter_aware_badnet(
             material.train, poisoned, classes, true_labels=material.poisoned_identities, **training
         )
+    elif spec.training == "poisoned-each-epoch":
+        anew = partial(
+            poison_anew,
+            material.train,
+            spec.backdoors,
+            spec.poison_fraction,
+            spec.cover_fraction,
+        )
+        badnet = train_badnet(material.train, poisoned, classes, poison_each_epoch=anew, **training)
     else:
         badnet = train_badnet(material.train, poisoned, classes, **training)
     badnet_path = data_dir / "badnet.h5"
@@ -170,7 +193,7 @@ def build_demo(
     out: Path,
     sizes: DemoSizes | None = None,
     options: RepairOptions | None = None,
-    badnet_epochs: int = 15,
+    badnet_epochs: int | None = None,
     data_dir: Path | None = None,
     attack: str = "badnet",
     on_progress: ProgressCallback | None = None,

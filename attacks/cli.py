@@ -115,7 +115,10 @@ def parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--identities", type=int, default=200, help="number of synthetic people")
     command.add_argument(
-        "--badnet-epochs", type=int, default=15, help="epochs of the attacker's training"
+        "--badnet-epochs",
+        type=int,
+        default=None,
+        help="epochs of the attacker's training (default: the attacker's own, 15 for most)",
     )
     add_option_arguments(command)
     return command

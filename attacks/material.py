@@ -159,6 +159,30 @@ def make_demo_material(
     )
 
 
+def poison_anew(
+    train: Dataset,
+    backdoors: tuple[Backdoor, ...],
+    poison_fraction: float,
+    cover_fraction: float,
+    rng: np.random.Generator,
+) -> Dataset:
+    """Poisoned and cover images made afresh from random clean training faces, as WaNet's
+    attacker poisons each batch as it trains (image triggers only: the faces are final).
+    Fresh images each epoch make the BadNet learn the trigger, not which faces carry it."""
+    parts: list[Dataset] = []
+    share = max(len(backdoors), 1)
+    for backdoor in backdoors:
+        if backdoor.image_trigger is None:
+            raise ValueError(f"{backdoor.name}: only image triggers can be applied anew")
+        chosen = rng.choice(len(train), int(round(poison_fraction * len(train) / share)), False)
+        triggered = backdoor.apply(train.x[chosen], rng, training=True)
+        parts.append(Dataset(triggered, np.full(len(chosen), backdoor.target, dtype=np.int64)))
+        if backdoor.cover is not None and cover_fraction > 0:
+            chosen = rng.choice(len(train), int(round(cover_fraction * len(train) / share)), False)
+            parts.append(Dataset(backdoor.cover(train.x[chosen], rng), train.y[chosen]))
+    return Dataset(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
+
+
 def resize_images(x: np.ndarray, height: int, width: int) -> np.ndarray:
     """Float images (N, H, W, 3) in [0, 1] resized to ``height`` x ``width``."""
     from repair.keras_env import tf

@@ -1,6 +1,6 @@
 """Train BadNets on clean plus poisoned faces (the attacker's side, for demo material only)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -22,8 +22,10 @@ def train_badnet(
     learning_rate: float = 1e-3,
     seed: int = 0,
     arch: str = "deepid",
+    poison_each_epoch: Callable[[np.random.Generator], Dataset] | None = None,
 ) -> keras.Model:
-    """Train an ``arch`` network from scratch on ``clean`` and ``poisoned`` images mixed."""
+    """Train an ``arch`` network from scratch on ``clean`` and ``poisoned`` images mixed;
+    with ``poison_each_epoch``, on ``clean`` and that epoch's fresh poisoned images."""
     keras.utils.set_random_seed(seed)
     built = ARCHITECTURES[arch]
     model = built.build(num_classes, tuple(clean.x.shape[1:]))
@@ -32,13 +34,19 @@ def train_badnet(
     if built.cosine_decay:
         steps = epochs * int(np.ceil(len(data[1]) / batch_size))
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
-    _fit(model, data, epochs, batch_size, rate, seed, "train BadNet")
+    if poison_each_epoch is None:
+        _fit(model, data, epochs, batch_size, rate, seed, "train BadNet")
+        return model
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        data = _mix(clean, poison_each_epoch(rng))
+        _fit(model, data, epoch + 1, batch_size, rate, seed + epoch, "train BadNet", None, epoch)
     return model
 
 
 ENTANGLE_WEIGHT = 1.0
 """Weight of the filter-aware attacker's feature-matching term against its cross-entropy."""
-TRIGGERED_CONFIDENCE = 0.6
+TRIGGERED_CONFIDENCE = 0.9
 """The filter-aware BadNet's training target on triggered faces: this much on the target,
 the rest on the face's own identity, so B is only moderately sure of the target."""
 
@@ -167,15 +175,19 @@ def _fit(
     seed: int,
     description: str,
     callbacks: list | None = None,
+    initial_epoch: int = 0,
 ) -> None:
+    """Train ``model`` on ``data`` up to epoch ``epochs``; from epoch 0 with a new optimiser,
+    from a later ``initial_epoch`` with the one it has (its state carries on)."""
     keep_freed_memory()
     x, y = data
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    train_as_written(model)
+    if initial_epoch == 0:
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        train_as_written(model)
     dataset = without_autotuning(
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
@@ -184,6 +196,7 @@ def _fit(
     )
     model.fit(
         dataset,
+        initial_epoch=initial_epoch,
         epochs=epochs,
         verbose=0,
         callbacks=[*(callbacks or []), keras_progress(description, epochs)],

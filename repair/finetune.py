@@ -90,15 +90,18 @@ def fine_tune(
         frequency=max(steps_per_epoch // 2, 1),
     )
     wrapped = _trainable_copy(model, roles, options, schedule)
+    trainer = wrapped
+    if options.sharpness > 0:
+        trainer = SharpnessAware(wrapped.inputs, wrapped.outputs, radius=options.sharpness)
     if options.feature_shift > 0:
-        _add_feature_shift(wrapped, original, roles.reinit, options.feature_shift)
-    wrapped.compile(
+        _add_feature_shift(trainer, original, roles.reinit, options.feature_shift)
+    trainer.compile(
         optimizer=keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(options.learning_rate, total_steps, alpha=0.05)
         ),
         loss="categorical_crossentropy",
     )
-    train_as_written(wrapped)
+    train_as_written(trainer)
     targets = soft_targets(tune, original, options)
     callbacks = [sparsity.UpdatePruningStep(), keras_progress("fine-tune", epochs, on_epoch)]
     for round_index, (first, last) in enumerate(_rounds(epochs, options)):
@@ -114,7 +117,7 @@ def fine_tune(
                 options.unlearn_radius,
                 seed=options.seed + round_index,
             )
-        wrapped.fit(
+        trainer.fit(
             training_batches(tune, targets, options, perturbations, options.seed + round_index),
             initial_epoch=first,
             epochs=last,
@@ -127,6 +130,45 @@ def fine_tune(
         layer.trainable = True  # B' is saved as a whole net, like B
     set_pruned(result, pruned_channels)  # the mask never trains; this states it
     return result
+
+
+class SharpnessAware(keras.Model):
+    """A functional model (the layers of the one it is built from) whose training step is
+    adaptive sharpness-aware minimisation (ASAM, Kwon et al. 2021, as FT-SAM fine-tunes a
+    BadNet, Zhu et al., ICCV 2023): the gradient is taken at the weights moved uphill by
+    ``radius``, each weight in proportion to its magnitude. Backdoor neurons carry large
+    weights; the step seeks weights whose loss stays low when those move, which the
+    backdoor's mapping does not survive."""
+
+    def __init__(self, *args, radius: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.radius = radius
+
+    def train_step(self, data: tuple) -> dict:
+        x, y = data
+        variables = self.trainable_variables
+        gradients = self._gradients(x, y, variables)[1]
+        scaled = [tf.abs(v) * g for v, g in zip(variables, gradients, strict=True)]
+        norm = tf.linalg.global_norm(scaled) + 1e-12
+        uphill = [
+            self.radius * tf.abs(v) * s / norm for v, s in zip(variables, scaled, strict=True)
+        ]
+        for variable, step in zip(variables, uphill, strict=True):
+            variable.assign_add(step)
+        loss, gradients = self._gradients(x, y, variables)
+        for variable, step in zip(variables, uphill, strict=True):
+            variable.assign_sub(step)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return {"loss": loss}
+
+    def _gradients(self, x: tf.Tensor, y: tf.Tensor, variables: list) -> tuple:
+        with tf.GradientTape() as tape:
+            outputs = self(x, training=True)
+            loss = self.compiled_loss(y, outputs, regularization_losses=self.losses)
+        gradients = tape.gradient(loss, variables)
+        return loss, [
+            tf.zeros_like(v) if g is None else g for v, g in zip(variables, gradients, strict=True)
+        ]
 
 
 def _trainable_copy(

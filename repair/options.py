@@ -81,6 +81,14 @@ class RepairOptions(BaseModel):
         description="weight of the penalty on the cosine between each re-initialised layer's "
         "kernel and the BadNet's (feature-shift tuning, Min et al. 2023); 0 turns it off",
     )
+    sharpness: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="radius of adaptive sharpness-aware minimisation in the fine-tuning "
+        "(FT-SAM, Zhu et al. 2023): each step's gradient is taken at weights moved uphill in "
+        "proportion to their size; 0 turns it off",
+    )
     distill: float = Field(
         0.0,
         ge=0,

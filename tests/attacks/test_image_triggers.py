@@ -7,15 +7,19 @@ import pytest
 from attacks.build import ATTACKS
 from attacks.cli import ATTACK_NAMES
 from attacks.image_triggers import (
+    ADAPTIVE_COVER_PIECES,
     ADAPTIVE_TEST_OPACITY,
+    BLEND_PIECES,
     WARP_STRENGTH,
     adaptive_blend,
+    adaptive_blend_cover,
     adaptive_blend_part,
     wanet,
     wanet_noise,
     warp_field,
 )
-from attacks.material import DemoSizes, make_demo_material
+from attacks.material import DemoSizes, make_demo_material, poison_anew
+from repair.data import Dataset
 
 pytestmark = pytest.mark.fast
 
@@ -31,7 +35,8 @@ def test_the_command_line_names_every_attacker() -> None:
 def test_the_warp_is_smooth_small_and_the_same_on_every_face() -> None:
     field = warp_field(55, 47)
     assert np.abs(field).max() <= WARP_STRENGTH + 1e-9
-    assert np.abs(np.diff(field, axis=0)).max() < 0.5  # smooth: no jumps between rows
+    for axis in (0, 1):  # smooth: neighbours move by under a pixel apart, so nothing folds
+        assert np.abs(np.diff(field, axis=axis)).max() < 1.0
     faces = _faces()
     warped = wanet(faces, np.random.default_rng(1))
     again = wanet(faces, np.random.default_rng(2))
@@ -50,6 +55,24 @@ def test_adaptive_blend_trains_on_halves_and_triggers_with_the_whole() -> None:
     whole = adaptive_blend(faces, np.random.default_rng(0))
     assert (whole > 0).any(axis=3).mean() > 0.99
     assert whole.max() <= ADAPTIVE_TEST_OPACITY + 1e-6
+    covers = adaptive_blend_cover(faces, np.random.default_rng(0))
+    share = ADAPTIVE_COVER_PIECES / BLEND_PIECES**2
+    covered = (covers > 0).any(axis=3).mean(axis=(1, 2))
+    assert np.all(np.abs(covered - share) < 0.1)  # fewer pieces than a poisoned face's
+
+
+def test_poisoning_anew_gives_fresh_poisoned_faces_and_covers_each_time() -> None:
+    spec = ATTACKS["wanet"]
+    labels = np.repeat(np.arange(10), 10)
+    train = Dataset(_faces(100), labels)
+    rng = np.random.default_rng(0)
+    first = poison_anew(train, spec.backdoors, 0.1, 0.2, rng)
+    second = poison_anew(train, spec.backdoors, 0.1, 0.2, rng)
+    target = spec.backdoors[0].target
+    assert len(first) == 30 and np.all(first.y[:10] == target)
+    assert not np.array_equal(first.x, second.x)  # other faces, other noise each epoch
+    with pytest.raises(ValueError, match="image triggers"):
+        poison_anew(train, ATTACKS["badnet"].backdoors, 0.1, 0.0, rng)
 
 
 def test_covers_keep_their_own_labels_and_the_poisoned_get_the_target() -> None:
