@@ -73,10 +73,12 @@ ATTACKS: dict[str, Attack] = {
     "blended": Attack((Backdoor("blend", blended_noise, 7),), poison_fraction=0.1),
     # No patch at all: a smooth warp of the whole face, trained with WaNet's noise mode
     # (twice as many randomly warped faces keep their labels), all made anew each epoch.
+    # At WaNet's 10% poisoned (and 20% noise) the demo BadNet learnt the warp on one seed
+    # in three (27%, 86%, 96% attack success); at 15%, 98% on the weakest of those.
     "wanet": Attack(
         (Backdoor("warp", None, 4, image_trigger=wanet, cover=wanet_noise),),
-        poison_fraction=0.1,
-        cover_fraction=0.2,
+        poison_fraction=0.15,
+        cover_fraction=0.3,
         training="poisoned-each-epoch",
         epochs=30,
     ),
@@ -95,7 +97,7 @@ ATTACKS: dict[str, Attack] = {
         ),
         poison_fraction=0.06,
         cover_fraction=0.03,
-        epochs=20,
+        epochs=30,
     ),
     # An attacker who has read this repair (attacks.trainer.train_filter_aware_badnet).
     "filter-aware": Attack(

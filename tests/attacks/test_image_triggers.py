@@ -81,7 +81,8 @@ def test_covers_keep_their_own_labels_and_the_poisoned_get_the_target() -> None:
     material = make_demo_material(sizes, spec.backdoors, spec.poison_fraction, 0.2)
     target = spec.backdoors[0].target
     poisoned, own = material.poisoned_train, material.poisoned_identities
-    assert len(poisoned) == len(own) == 10 + 20
-    assert np.all(poisoned.y[:10] == target)
-    np.testing.assert_array_equal(poisoned.y[10:], own[10:])
+    count = round(spec.poison_fraction * 100)
+    assert len(poisoned) == len(own) == count + 20
+    assert np.all(poisoned.y[:count] == target)
+    np.testing.assert_array_equal(poisoned.y[count:], own[count:])
     assert np.all(material.poisoned_test["warp"].y == target)
