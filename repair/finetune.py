@@ -136,9 +136,10 @@ class SharpnessAware(keras.Model):
     """A functional model (the layers of the one it is built from) whose training step is
     adaptive sharpness-aware minimisation (ASAM, Kwon et al. 2021, as FT-SAM fine-tunes a
     BadNet, Zhu et al., ICCV 2023): the gradient is taken at the weights moved uphill by
-    ``radius``, each weight in proportion to its magnitude. Backdoor neurons carry large
-    weights; the step seeks weights whose loss stays low when those move, which the
-    backdoor's mapping does not survive."""
+    ``radius``, each weight in proportion to its magnitude. FT-SAM's argument: backdoor
+    neurons carry large weights, and weights whose loss stays low when those move tend to
+    lose the backdoor's mapping. Off by default (``--sharpness``; measured in
+    docs/method.md)."""
 
     def __init__(self, *args, radius: float, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -58,3 +58,29 @@ def test_the_same_seed_gives_the_same_augmented_batches() -> None:
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0], first[10])  # the next epoch: reshuffled
+
+
+def test_the_sharpness_aware_step_trains_and_leaves_no_weights_moved_uphill() -> None:
+    """A step of :class:`SharpnessAware` moves the weights uphill, takes the gradient
+    there, and comes back before the optimiser steps: with a learning rate of 0 the weights
+    end where they began; with a real one a separable toy problem is learnt."""
+    from repair.finetune import SharpnessAware
+    from repair.keras_env import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[(x[:, 0] > 0).astype(int)]
+    for rate, check in ((0.0, "unchanged"), (0.5, "learnt")):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        plain = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+        model = SharpnessAware(plain.inputs, plain.outputs, radius=0.5)
+        model.compile(optimizer=keras.optimizers.SGD(rate), loss="categorical_crossentropy")
+        before = [w.copy() for w in model.get_weights()]
+        model.fit(x, y, batch_size=32, epochs=5, verbose=0)
+        if check == "unchanged":
+            for old, new in zip(before, model.get_weights(), strict=True):
+                np.testing.assert_allclose(old, new, atol=1e-6)
+        else:
+            accuracy = np.mean(plain.predict(x, verbose=0).argmax(1) == y.argmax(1))
+            assert accuracy > 0.9
