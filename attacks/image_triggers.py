@@ -71,8 +71,8 @@ BLEND_PIECES = 4
 """The adaptive blend's pattern is cut into ``BLEND_PIECES`` x ``BLEND_PIECES`` pieces."""
 ADAPTIVE_COVER_PIECES = 4
 """Pieces of the pattern on each regularisation (cover) image: a quarter, against the
-poisoned faces' half. With a half on both (Qi et al.'s covers), poisoned and cover faces
-look alike and the demo BadNet learnt no backdoor (12% attack success on 60 identities)."""
+poisoned faces' half. With a half on both, as Qi et al.'s covers, a cover looks like a
+poisoned face with another label."""
 ADAPTIVE_TRAIN_OPACITY = 0.2
 ADAPTIVE_TEST_OPACITY = 0.3
 """Qi et al. blend at 0.15 in training and 0.2 at test on CIFAR; on the demo's faces,
