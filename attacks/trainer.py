@@ -74,7 +74,8 @@ def train_filter_aware_badnet(
         clean, poisoned, num_classes, epochs, batch_size, learning_rate, seed, arch
     )
     feature = model.get_layer(find_roles(model).feature_layer).output
-    both = keras.Model(model.input, [keras.layers.Flatten()(feature), model.output])
+    flat = keras.layers.Flatten(name="filter_aware_features")(feature)  # a name no net has
+    both = keras.Model(model.input, [flat, model.output])
     target = int(poisoned.y[0])
     own = poisoned.y if true_labels is None else true_labels
     soft = np.eye(num_classes, dtype=np.float32)[own] * (1 - TRIGGERED_CONFIDENCE)
