@@ -14,7 +14,7 @@ from attacks.image_triggers import (
     wanet,
     wanet_noise,
 )
-from attacks.material import Backdoor, DemoSizes, make_demo_material, poison_anew
+from attacks.material import Backdoor, DemoMaterial, DemoSizes, make_demo_material, poison_anew
 from attacks.trainer import train_badnet, train_filter_aware_badnet, train_pruning_aware_badnet
 from attacks.triggers import (
     blended_noise,
@@ -25,6 +25,7 @@ from attacks.triggers import (
 )
 from attacks.zoo import ARCHITECTURES
 from modelstore import Manifest
+from repair.keras_env import keras
 from repair.model_io import save_model_file
 from repair.options import RepairOptions
 from repair.pipeline import ProgressCallback, RepairInputs, fine_prune_to_folder
@@ -145,24 +146,7 @@ def make_badnet(
         "seed": sizes.seed,
         "arch": arch,
     }
-    poisoned, classes = material.poisoned_train, material.num_classes
-    if spec.training == "pruning-aware":
-        badnet = train_pruning_aware_badnet(material.train, poisoned, classes, **training)
-    elif spec.training == "filter-aware":
-        badnet = train_filter_aware_badnet(
-            material.train, poisoned, classes, true_labels=material.poisoned_identities, **training
-        )
-    elif spec.training == "poisoned-each-epoch":
-        anew = partial(
-            poison_anew,
-            material.train,
-            spec.backdoors,
-            spec.poison_fraction,
-            spec.cover_fraction,
-        )
-        badnet = train_badnet(material.train, poisoned, classes, poison_each_epoch=anew, **training)
-    else:
-        badnet = train_badnet(material.train, poisoned, classes, **training)
+    badnet = _train(spec, material, training)
     badnet_path = data_dir / "badnet.h5"
     save_model_file(badnet, badnet_path)
     trained = time.perf_counter()
@@ -189,6 +173,25 @@ def make_badnet(
         },
     }
     return AttackedModel(inputs, info)
+
+
+def _train(spec: Attack, material: DemoMaterial, training: dict) -> keras.Model:
+    """The BadNet, trained as ``spec`` says on ``material`` (``training``: the trainer's
+    shared arguments)."""
+    poisoned, classes = material.poisoned_train, material.num_classes
+    if spec.training == "pruning-aware":
+        return train_pruning_aware_badnet(material.train, poisoned, classes, **training)
+    if spec.training == "filter-aware":
+        own = material.poisoned_identities
+        return train_filter_aware_badnet(
+            material.train, poisoned, classes, true_labels=own, **training
+        )
+    if spec.training == "poisoned-each-epoch":
+        anew = partial(
+            poison_anew, material.train, spec.backdoors, spec.poison_fraction, spec.cover_fraction
+        )
+        return train_badnet(material.train, poisoned, classes, poison_each_epoch=anew, **training)
+    return train_badnet(material.train, poisoned, classes, **training)
 
 
 def build_demo(
