@@ -86,7 +86,7 @@ def _pattern(height: int, width: int) -> np.ndarray:
 
 def adaptive_blend_cover(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Adaptive-Blend's regularisation images: fewer of the pattern's pieces, own labels."""
-    return _pieces_of_pattern(images, rng, int(ADAPTIVE_COVER_PIECES))
+    return _pieces_of_pattern(images, rng, ADAPTIVE_COVER_PIECES)
 
 
 def adaptive_blend_part(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
