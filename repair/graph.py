@@ -19,7 +19,7 @@
   made sparse.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,10 +138,9 @@ def with_channel_mask(model: keras.Model, feature_layer: str) -> keras.Model:
     )
     config = model.get_config()
     for entry in config["layers"]:
-        for node in entry["inbound_nodes"]:
-            for edge in node:
-                if edge[0] == feature_layer:
-                    edge[0] = mask.name
+        for edge in _edges(entry["inbound_nodes"]):
+            if edge[0] == feature_layer:
+                edge[0] = mask.name
     position = next(i for i, e in enumerate(config["layers"]) if e["name"] == feature_layer)
     config["layers"].insert(
         position + 1,
@@ -201,9 +200,39 @@ def _named(model: keras.Model, names: Sequence[str]) -> tuple[str, ...]:
 
 def _inbound(model: keras.Model) -> dict[str, set[str]]:
     return {
-        entry["name"]: {edge[0] for node in entry["inbound_nodes"] for edge in node}
+        entry["name"]: {edge[0] for edge in _edges(entry["inbound_nodes"])}
         for entry in model.get_config()["layers"]
     }
+
+
+def _edges(value: object) -> Iterator[list]:
+    """Every reference ``[layer name, node index, tensor index, ...]`` to a layer's output in
+    a serialised layer's inbound nodes, as the config's own (mutable) lists.
+
+    Keras layers nest them as nodes of edges; a TensorFlow operation in the graph (a
+    ``TFOpLambda``: ``x + 3``, ``tf.math.add(x, y=skip)``) keeps one edge per node, and its
+    other tensor inputs among the edge's keyword arguments. Reading only the positional
+    edges would miss a residual connection made with ``+``.
+    """
+    if _is_edge(value):
+        yield value
+        for rest in value[3:]:
+            yield from _edges(rest)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _edges(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _edges(item)
+
+
+def _is_edge(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and all(isinstance(index, int) and not isinstance(index, bool) for index in value[1:3])
+    )
 
 
 def _is_cut(name: str, inbound: dict[str, set[str]], order: list[str], output: str) -> bool:

@@ -14,9 +14,36 @@ from repair.errors import RepairInputError
 from repair.graph import as_functional, feature_layers
 from repair.keras_env import keras
 
-FORBIDDEN_LAYER_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
-"""Layers whose config carries code (or calls into TensorFlow by name): refused, since
-loading them would run the file's author's code and their graph cannot be read."""
+FORBIDDEN_LAYER_CLASSES = frozenset({"Lambda"})
+"""Layers whose config carries code: refused, since loading them would run the file's
+author's code."""
+
+TF_OPERATION_CLASSES = frozenset({"TFOpLambda", "SlicingOpLambda"})
+"""Layers that call a TensorFlow function by name: what Keras records for ``x + 3``,
+``x * tf.nn.relu6(x)`` or ``x[..., :8]`` in a functional model (keras.applications'
+MobileNetV3, RegNet and ConvNeXt have them). Accepted when the function is one of
+:data:`TF_OPERATIONS`; any other name could read or write files when the model runs."""
+
+TF_OPERATIONS = frozenset(
+    {
+        *(f"__operators__.{op}" for op in ("add", "sub", "mul", "truediv", "neg", "getitem")),
+        *(
+            f"math.{op}"
+            for op in (
+                "add", "subtract", "multiply", "truediv", "divide", "negative", "maximum",
+                "minimum", "sigmoid", "tanh", "exp", "sqrt", "square", "abs", "pow",
+                "reduce_mean", "reduce_max", "reduce_sum", "log",
+            )
+        ),
+        *(
+            f"nn.{op}"
+            for op in ("relu", "relu6", "silu", "swish", "gelu", "sigmoid", "softmax",
+                       "leaky_relu", "elu", "selu")
+        ),
+        "clip_by_value", "concat", "reshape", "transpose", "identity", "cast",
+    }
+)  # fmt: skip
+"""The TensorFlow functions a model file may call: tensor arithmetic and activations."""
 
 MODEL_CLASSES = frozenset({"Functional", "Model", "Sequential"})
 """Models whose layers form a graph that the repair can read (not subclassed models)."""
@@ -107,11 +134,9 @@ def _load_saved_model(path: Path) -> keras.Model:
         metadata.ParseFromString(metadata_file.read_bytes())
     except Exception as exc:  # protobuf's DecodeError
         raise RepairInputError(f"{path}: unreadable keras_metadata.pb ({exc})") from exc
-    classes = {}
-    for node in metadata.nodes:
-        entry = _parse_json(path, node.metadata)
-        classes[node.node_path] = str(entry.get("class_name", ""))
-    _check_classes(path, classes.get("root", ""), set(classes.values()) - {classes.get("root")})
+    entries = {node.node_path: _parse_json(path, node.metadata) for node in metadata.nodes}
+    root = entries.pop("root", {})
+    _check_classes(path, str(root.get("class_name", "")), list(entries.values()))
     return _keras_load(path)
 
 
@@ -134,33 +159,46 @@ def _parse_json(path: Path, text: str) -> dict:
 
 def _check_config(path: Path, config: dict) -> None:
     """Refuse subclassed models and code or custom layers before Keras loads anything."""
-    _check_classes(path, str(config.get("class_name", "")), _layer_classes(config))
+    _check_classes(path, str(config.get("class_name", "")), _layer_entries(config))
 
 
-def _layer_classes(model_config: dict) -> set[str]:
-    """Class names of the layers of a functional or Sequential config, nested models included."""
-    found: set[str] = set()
+def _layer_entries(model_config: dict) -> list[dict]:
+    """The layer entries of a functional or Sequential config, nested models included."""
+    found: list[dict] = []
     for entry in model_config.get("config", {}).get("layers", []):
-        name = str(entry.get("class_name", ""))
-        found.add(name)
-        if name in MODEL_CLASSES:
-            found |= _layer_classes(entry)
+        found.append(entry)
+        if entry.get("class_name") in MODEL_CLASSES:
+            found += _layer_entries(entry)
     return found
 
 
-def _check_classes(path: Path, model_class: str, layer_classes: set[str]) -> None:
+def _check_classes(path: Path, model_class: str, layers: list[dict]) -> None:
+    """Refuse the model unless it is a layer graph of built-in layers; ``layers`` are the
+    layers' serialised entries (``class_name``, ``config``)."""
     if model_class not in MODEL_CLASSES:
         raise RepairInputError(
             f"{path}: a subclassed model ({model_class or 'unknown class'}) has no layer graph "
             "to prune; rebuild it with the functional API or keras.Sequential and save it again"
         )
+    layer_classes = {str(entry.get("class_name", "")) for entry in layers}
     code = sorted(layer_classes & FORBIDDEN_LAYER_CLASSES)
     if code:
         raise RepairInputError(
             f"{path}: model contains {', '.join(code)} layers, which run code on load; "
             "refused (replace them with built-in Keras layers)"
         )
-    custom = sorted(layer_classes - _builtin_layer_classes() - MODEL_CLASSES)
+    calls = {
+        str((entry.get("config") or {}).get("function"))
+        for entry in layers
+        if entry.get("class_name") in TF_OPERATION_CLASSES
+    }
+    unknown = sorted(calls - TF_OPERATIONS)
+    if unknown:
+        raise RepairInputError(
+            f"{path}: model calls TensorFlow functions {unknown}, which are not tensor "
+            "arithmetic or activations; refused (only those can be loaded safely)"
+        )
+    custom = sorted(layer_classes - _builtin_layer_classes() - MODEL_CLASSES - TF_OPERATION_CLASSES)
     if custom:
         raise RepairInputError(
             f"{path}: custom layer classes {custom} cannot be loaded safely; refused "

@@ -3,11 +3,15 @@ no repair run).
 
 Every file form loads to the same functional model; what cannot be repaired is refused
 when it is loaded, with one line that says why; the feature map, frozen, re-initialised
-and sparse layers are found from the graph of DeepID, a residual net and a MobileNet; and
-a mask on the feature map prunes a channel for good, behind BatchNorm and residual adds.
+and sparse layers are found from the graph of DeepID, a residual net and a MobileNet, and
+of one written with TensorFlow arithmetic (``x + y``, ``tf.nn.relu6``); a mask on the
+feature map prunes a channel for good, behind BatchNorm and residual adds; and the exported
+pair graph needs nothing but the images, whatever constants and activations the nets use.
 """
 
+import json
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +20,9 @@ import pytest
 from attacks.zoo import ARCHITECTURES
 from repair.cli import main
 from repair.errors import RepairInputError
-from repair.graph import find_roles, set_pruned, with_channel_mask
-from repair.keras_env import keras
+from repair.export import pair_graph
+from repair.graph import feature_layers, find_roles, set_pruned, with_channel_mask
+from repair.keras_env import keras, tf
 from repair.model_io import load_model_file
 
 pytestmark = pytest.mark.fast
@@ -113,6 +118,76 @@ def test_a_masked_channel_is_pruned_for_good(arch: str) -> None:
     set_pruned(masked, range(roles.channels))
     outputs = masked(images).numpy()
     np.testing.assert_allclose(outputs, np.broadcast_to(outputs[0], outputs.shape), atol=1e-6)
+
+
+def _with_tf_arithmetic() -> keras.Model:
+    """A net written as MobileNetV3 and RegNet are: a residual connection made with
+    ``tf.math.add`` (the skip among its keyword arguments) and a hard swish made with
+    ``+``, ``*``, ``/`` and ``tf.nn.relu6``, each recorded by Keras as a TFOpLambda layer."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="stem")(inputs)
+    cut = keras.layers.ReLU(name="cut")(x)
+    branch = keras.layers.Conv2D(4, 1, name="branch")(cut)
+    x = tf.math.add(branch, y=cut)
+    x = x * tf.nn.relu6(x + 3.0) / 6.0
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(x))
+
+
+@pytest.mark.parametrize("form", ["keras", "h5", "savedmodel"])
+def test_tensorflow_arithmetic_in_the_graph_is_loaded_and_read(tmp_path: Path, form: str) -> None:
+    model = load_model_file(_save(_with_tf_arithmetic(), tmp_path / "net", form))
+    candidates = feature_layers(model)
+    # The skip connection, kept among tf.math.add's keyword arguments, goes around "branch".
+    assert "cut" in candidates and "branch" not in candidates
+    roles = find_roles(model)
+    assert type(model.get_layer(roles.feature_layer)).__name__ == "TFOpLambda"
+    assert roles.reinit == roles.sparse == ("head",)
+
+
+def test_a_mask_read_through_keyword_arguments_prunes_for_good() -> None:
+    model = _with_tf_arithmetic()
+    masked = with_channel_mask(model, "cut")
+    images = np.random.default_rng(2).uniform(0, 1, (6, 16, 16, 3))
+    np.testing.assert_allclose(masked(images), model(images), atol=1e-6)
+    set_pruned(masked, range(4))
+    outputs = masked(images).numpy()
+    np.testing.assert_allclose(outputs, np.broadcast_to(outputs[0], outputs.shape), atol=1e-6)
+
+
+def test_a_tensorflow_call_that_is_not_arithmetic_is_refused(tmp_path: Path) -> None:
+    path = _save(_with_tf_arithmetic(), tmp_path / "net", "keras")
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    for entry in config["config"]["layers"]:
+        if entry["class_name"] == "TFOpLambda" and entry["config"]["function"] == "nn.relu6":
+            entry["config"]["function"] = "io.write_file"
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    with pytest.raises(RepairInputError, match=re.escape("['io.write_file']")) as refused:
+        load_model_file(path)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_pair_graph_needs_only_the_images() -> None:
+    """Constants computed outside the graph (a Normalization layer's mean and variance) and
+    the exact GELU (TensorFlow's erfc, which ONNX lacks) export and run in ONNX Runtime,
+    with Keras' labels."""
+    keras.utils.set_random_seed(3)
+    images = np.random.default_rng(3).uniform(0, 1, (64, 16, 16, 3)).astype(np.float32)
+    normalise = keras.layers.Normalization()
+    normalise.adapt(images)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, activation="gelu")(normalise(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x))
+    outputs = pair_graph(model, model, 3.0).run(images)
+    np.testing.assert_array_equal(outputs["bad_label"], model.predict(images, verbose=0).argmax(1))
+    np.testing.assert_allclose(outputs["overlap"], 1.0, atol=1e-5)
 
 
 def _subclassed() -> keras.Model:
