@@ -15,8 +15,9 @@
 * **The frozen early layers**: the weighted layers before the first ``frozen_fraction`` of
   the trunk's convolutions (generic edges and colours; none by default, ``conv_1`` and
   ``conv_2`` on DeepID at 0.5). **The re-initialised head**: the weighted layers after the
-  feature map that are not convolutions (the dense classifier); the same dense layers are
-  made sparse.
+  feature map that are not convolutions over a map (the dense classifier, and a 1x1
+  convolution on pooled features, as keras.applications' MobileNets end); its dense
+  layers are made sparse.
 """
 
 from collections.abc import Iterator, Sequence
@@ -62,8 +63,9 @@ def as_functional(model: keras.Model) -> keras.Model:
 
 
 def feature_layers(model: keras.Model) -> list[str]:
-    """Layers whose 4-D output every path from the input to the output crosses, after at
-    least one convolution, shallowest first: the places where a channel mask prunes."""
+    """Layers whose output, a map of more than one position, every path from the input to
+    the output crosses, after at least one convolution, shallowest first: the places where
+    a channel mask prunes."""
     inbound = _inbound(model)
     order = [layer.name for layer in model.layers]
     output = model.get_config()["output_layers"][0][0]
@@ -71,7 +73,7 @@ def feature_layers(model: keras.Model) -> list[str]:
     found = []
     for layer in model.layers:
         seen_conv = seen_conv or isinstance(layer, CONV_CLASSES)
-        if not seen_conv or len(layer.inbound_nodes) != 1 or len(layer.output.shape) != 4:
+        if not seen_conv or len(layer.inbound_nodes) != 1 or not _is_spatial(layer.output):
             continue
         if _is_cut(layer.name, inbound, order, output):
             found.append(layer.name)
@@ -117,12 +119,10 @@ def find_roles(
         frozen=_named(model, frozen) if frozen is not None else _early(trunk, frozen_fraction),
         reinit=_named(model, reinit)
         if reinit is not None
-        else tuple(
-            layer.name for layer in head if layer.weights and not isinstance(layer, CONV_CLASSES)
-        ),
+        else tuple(layer.name for layer in head if layer.weights and not _is_spatial_conv(layer)),
         sparse=_named(model, sparse)
         if sparse is not None
-        else tuple(layer.name for layer in head if isinstance(layer, keras.layers.Dense)),
+        else tuple(layer.name for layer in head if _is_dense(layer)),
     )
     clash = sorted(set(roles.frozen) & {feature_layer, *roles.reinit, *roles.sparse})
     if clash:
@@ -188,6 +188,28 @@ def _early(trunk: list[keras.layers.Layer], fraction: float) -> tuple[str, ...]:
             if getattr(source, "name", None) in frozen:
                 frozen.add(layer.name)
     return tuple(layer.name for layer in trunk if layer.name in frozen)
+
+
+def _is_spatial(tensor: object) -> bool:
+    """A 4-D map with more than one position: a 1x1 map (a global pooling kept 4-D, as
+    keras.applications' MobileNets do before their classifier) holds features, not a map."""
+    shape = tensor.shape
+    if len(shape) != 4:
+        return False
+    height, width = shape[1], shape[2]
+    return height is None or width is None or height * width > 1
+
+
+def _is_spatial_conv(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, CONV_CLASSES) and _is_spatial(layer.input)
+
+
+def _is_dense(layer: keras.layers.Layer) -> bool:
+    """A dense layer, or a convolution on a 1x1 map, which is one (MobileNet's
+    ``conv_preds``, MobileNetV3's ``Logits``)."""
+    return isinstance(layer, keras.layers.Dense) or (
+        isinstance(layer, CONV_CLASSES) and not _is_spatial(layer.input)
+    )
 
 
 def _named(model: keras.Model, names: Sequence[str]) -> tuple[str, ...]:

@@ -98,6 +98,28 @@ def test_roles_are_found_from_the_graph(
     assert roles.frozen and feature not in roles.frozen
 
 
+@pytest.mark.parametrize(
+    ("name", "feature", "head"),
+    [
+        ("MobileNet", "conv_pw_13_relu", ("conv_preds",)),
+        ("MobileNetV3Small", None, ("Conv_2", "Logits")),
+        ("MobileNetV2", "out_relu", ("predictions",)),
+    ],
+)
+def test_a_classifier_convolution_on_pooled_features_is_head_not_feature_map(
+    name: str, feature: str | None, head: tuple
+) -> None:
+    """keras.applications' MobileNets pool to a 1x1 map and classify it with 1x1
+    convolutions: those are the head, and the map pruned is the last one before pooling."""
+    net = getattr(keras.applications, name)(weights=None, input_shape=(64, 64, 3), classes=7)
+    roles = find_roles(net)
+    assert roles.reinit == roles.sparse == head
+    shape = net.get_layer(roles.feature_layer).output.shape
+    assert shape[1] * shape[2] > 1 and shape[3] == roles.channels != 7
+    if feature is not None:
+        assert roles.feature_layer == feature
+
+
 def test_a_layer_inside_a_residual_block_is_refused_with_the_ones_that_work() -> None:
     with pytest.raises(RepairInputError) as refused:
         find_roles(_net("resnet"), feature_layer="stage3_b_conv")
