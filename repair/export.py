@@ -97,6 +97,33 @@ def _embed_captured_constants(proto: object, concrete: object) -> None:  # onnx,
         proto.graph.input.remove(graph_input)
 
 
+def _erfc_as_erf(proto: object) -> None:  # an onnx ModelProto
+    """Rewrite each ``Erfc(x)`` node as ``1 - Erf(x)``.
+
+    tf2onnx writes TensorFlow's erfc as an ``Erfc`` node, which is not an ONNX operator, and
+    TensorFlow's exact GELU (``activation="gelu"``) is built on erfc: ONNX Runtime would
+    refuse the graph. ``Erf`` is standard."""
+    from onnx import helper, numpy_helper
+
+    nodes = list(proto.graph.node)
+    if not any(node.op_type == "Erfc" for node in nodes):
+        return
+    one = "erfc_as_erf_one"
+    proto.graph.initializer.append(numpy_helper.from_array(np.ones((), np.float32), one))
+    del proto.graph.node[:]
+    for node in nodes:
+        if node.op_type != "Erfc":
+            proto.graph.node.append(node)
+            continue
+        erf = f"{node.name}_erf"
+        proto.graph.node.extend(
+            [
+                helper.make_node("Erf", [node.input[0]], [erf], name=erf),
+                helper.make_node("Sub", [one, erf], [node.output[0]], name=node.name),
+            ]
+        )
+
+
 class OnnxGraph:
     """An ONNX model in ONNX Runtime, run in batches: the repair evaluates the exported pair
     through it, so the manifest's figures are those of the graph the service serves (and
@@ -173,30 +200,3 @@ def check_against_keras(
             f"the ONNX export answers differently from Keras on {len(differing)} image(s): {shown}"
         )
     return {name: len(images) for name, (images, _, _) in checks.items()}
-
-
-def _erfc_as_erf(proto: object) -> None:  # an onnx ModelProto
-    """Rewrite each ``Erfc(x)`` node as ``1 - Erf(x)``.
-
-    tf2onnx writes TensorFlow's erfc as an ``Erfc`` node, which is not an ONNX operator, and
-    TensorFlow's exact GELU (``activation="gelu"``) is built on erfc: ONNX Runtime would
-    refuse the graph. ``Erf`` is standard."""
-    from onnx import helper, numpy_helper
-
-    nodes = list(proto.graph.node)
-    if not any(node.op_type == "Erfc" for node in nodes):
-        return
-    one = "erfc_as_erf_one"
-    proto.graph.initializer.append(numpy_helper.from_array(np.ones((), np.float32), one))
-    del proto.graph.node[:]
-    for node in nodes:
-        if node.op_type != "Erfc":
-            proto.graph.node.append(node)
-            continue
-        erf = f"{node.name}_erf"
-        proto.graph.node.extend(
-            [
-                helper.make_node("Erf", [node.input[0]], [erf], name=erf),
-                helper.make_node("Sub", [one, erf], [node.output[0]], name=node.name),
-            ]
-        )

@@ -208,7 +208,7 @@ def _is_dense(layer: keras.layers.Layer) -> bool:
     """A dense layer, or a convolution on a 1x1 map, which is one (MobileNet's
     ``conv_preds``, MobileNetV3's ``Logits``)."""
     return isinstance(layer, keras.layers.Dense) or (
-        isinstance(layer, CONV_CLASSES) and not _is_spatial(layer.input)
+        isinstance(layer, CONV_CLASSES) and not _is_spatial_conv(layer)
     )
 
 
